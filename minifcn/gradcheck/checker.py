@@ -1,0 +1,202 @@
+"""The gradient checker: compare a hand-written backward with finite differences.
+
+``check_function(forward, backward, inputs)`` checks a functional pair;
+``check_module(module, *inputs)`` checks a ``Module``'s input gradient and the gradient of
+every parameter that requires one. Both return a :class:`GradcheckReport` whose table names
+the tensor, the worst element and the two values there.
+
+Beyond the element-wise comparison the checker tests what every correct backward obeys:
+it is linear in ``dy`` (``backward(2 dy) == 2 backward(dy)``, ``backward(0) == 0``), it
+gives the same result when run twice, it returns gradients shaped and typed like its
+inputs, and neither pass modifies its arguments.
+"""
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import numpy as np
+
+from ..backend import device_of, get_array_module, to_device
+from .numerical import directional_derivative, numerical_gradient_at
+from .properties import check_properties
+from .report import GradcheckReport, TensorResult
+
+MODES = ("full", "directional")
+
+
+class GradcheckPrecisionWarning(UserWarning):
+    """A check in float32: finite differences there are accurate to about 1e-3 only."""
+
+
+def check_function(forward, backward, inputs, *, grad_output=None, eps=1e-6, atol=1e-7,
+                   rtol=1e-5, mode="full", max_elements=None, seed=0, dtype=np.float64,
+                   names=None, wrt=None, title=None, raise_on_failure=False):
+    """Check ``backward`` against central differences of ``forward``.
+
+    Parameters
+    ----------
+    forward : callable ``forward(*inputs) -> (y, cache)``
+    backward : callable ``backward(dy, cache) -> grads``, one entry per input (None for an
+        input without a gradient, such as integer targets); a bare array for one input.
+    inputs : sequence of arrays (NumPy or CuPy), Python values or None, passed positionally.
+    grad_output : the ``dy`` to use; default random normal, drawn from ``seed``.
+    eps, atol, rtol : finite-difference step; an element passes when
+        ``|analytic - numerical| <= atol + rtol * |numerical|``.
+    mode : ``"full"`` perturbs every element (or ``max_elements`` sampled ones) of every
+        checked tensor; ``"directional"`` compares one random directional derivative
+        ``<grad, u>`` per tensor: two forward calls each, so whole networks check in seconds.
+    max_elements : in full mode, check at most this many (randomly chosen) elements per tensor.
+    seed : seeds ``dy``, directions and sampled elements, so a report can be reproduced.
+    dtype : float inputs are copied and cast to this dtype (float64 by default); float32 or
+        None (keep the inputs' dtype) is allowed but warns.
+    names : names for the report; default: forward's parameter names.
+    wrt : indices of the inputs to check; default every float array.
+    raise_on_failure : raise :class:`GradcheckError` with the report when a check fails.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if max_elements is not None and int(max_elements) < 1:
+        raise ValueError(f"max_elements must be a positive int or None, got {max_elements!r}")
+    inputs = [_promote(a, dtype) for a in inputs]
+    names = list(names) if names is not None else _input_names(forward, len(inputs))
+    if wrt is None:
+        wrt = [i for i, a in enumerate(inputs) if _is_float_array(a)]
+    run = _Run(forward, backward, inputs, names, list(wrt), eps, atol, rtol, seed)
+    report = run.check(grad_output, mode, max_elements, title or _title(forward))
+    report.settings.update(dtype=run.dtype_name(), mode=mode)
+    return report.raise_if_failed() if raise_on_failure else report
+
+
+def _promote(a, dtype):
+    if not _is_float_array(a):
+        return a
+    target = a.dtype if dtype is None else np.dtype(dtype)
+    if target == np.float32:
+        warnings.warn("gradient check in float32: finite differences are only accurate to "
+                      "about 1e-3 there; prefer float64, or use eps=1e-3, rtol=1e-2",
+                      GradcheckPrecisionWarning, stacklevel=3)
+    return get_array_module(a).array(a, dtype=target, copy=True)
+
+
+def _is_float_array(a) -> bool:
+    return hasattr(a, "dtype") and hasattr(a, "shape") and a.dtype.kind == "f"
+
+
+def _input_names(forward, count):
+    try:
+        params = [p.name for p in inspect.signature(forward).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    return [params[i] if i < len(params) else f"input{i}" for i in range(count)]
+
+
+def _title(forward):
+    name = getattr(forward, "__name__", type(forward).__name__)
+    return name[: -len("_forward")] if name.endswith("_forward") else name
+
+
+class _Run:
+    """One check: the inputs, the analytic gradients at them, and the comparisons."""
+
+    def __init__(self, forward, backward, inputs, names, wrt, eps, atol, rtol, seed):
+        self.forward, self.backward = forward, backward
+        self.inputs, self.names, self.wrt = inputs, names, wrt
+        self.eps, self.atol, self.rtol = eps, atol, rtol
+        self.rng = np.random.default_rng(seed)
+
+    def dtype_name(self):
+        dtypes = {str(self.inputs[i].dtype) for i in self.wrt if _is_float_array(self.inputs[i])}
+        return "/".join(sorted(dtypes)) or "none"
+
+    def output(self, inputs=None):
+        result = self.forward(*(self.inputs if inputs is None else inputs))
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise TypeError("forward must return a pair (y, cache), got "
+                            f"{type(result).__name__}")
+        return result
+
+    def grads(self, dy, cache):
+        grads = self.backward(dy, cache)
+        grads = tuple(grads) if isinstance(grads, (tuple, list)) else (grads,)
+        if len(grads) < len(self.inputs):   # trailing inputs without gradients may be omitted
+            grads += (None,) * (len(self.inputs) - len(grads))
+        return grads
+
+    def random_like(self, a):
+        return to_device(self.rng.standard_normal(a.shape).astype(a.dtype), device_of(a))
+
+    def check(self, grad_output, mode, max_elements, title):
+        report = GradcheckReport(title, dict(eps=self.eps, atol=self.atol, rtol=self.rtol))
+        before = [_copy_if_array(a) for a in self.inputs]
+        y, cache = self.output()
+        if not hasattr(y, "shape"):
+            raise TypeError(f"forward must return an array y, got {type(y).__name__}")
+        if grad_output is None:
+            dy = self.random_like(y)
+        else:
+            dy = get_array_module(y).array(to_device(grad_output, device_of(y)), dtype=y.dtype)
+        if tuple(dy.shape) != tuple(y.shape):
+            raise ValueError(f"grad_output has shape {tuple(dy.shape)} but forward returned "
+                             f"shape {tuple(y.shape)}")
+        grads = self.grads(_copy_if_array(dy), cache)
+        if len(grads) > len(self.inputs):
+            raise ValueError(f"backward returned {len(grads)} gradients for "
+                             f"{len(self.inputs)} inputs ({', '.join(self.names)})")
+        report.properties = check_properties(self, before, y, dy, cache, grads)
+        for i in self.wrt:
+            report.tensors.append(self.compare(i, grads[i], dy, mode, max_elements))
+        return report
+
+    def compare(self, i, grad, dy, mode, max_elements):
+        x, name = self.inputs[i], self.names[i]
+        problem = _gradient_problem(grad, x)
+        if problem:
+            return TensorResult(name, tuple(x.shape), False, message=problem)
+        f = lambda _: self.output()[0]   # x is perturbed in place inside self.inputs
+        if mode == "directional":
+            u = self.random_like(x)
+            u /= float(get_array_module(u).linalg.norm(u)) or 1.0
+            numerical = np.array([directional_derivative(f, x, u, dy, self.eps)])
+            analytic = np.array([float(get_array_module(x).vdot(grad, u))])
+            return self.verdict(name, x, numerical, analytic, None)
+        index = np.arange(x.size)
+        if max_elements is not None and x.size > max_elements:
+            index = np.sort(self.rng.choice(x.size, int(max_elements), replace=False))
+        numerical = numerical_gradient_at(f, x, dy, self.eps, index)
+        analytic = np.asarray(to_device(grad, "cpu"), dtype=np.float64).reshape(-1)[index]
+        return self.verdict(name, x, numerical, analytic, index)
+
+    def verdict(self, name, x, numerical, analytic, index):
+        error = np.abs(analytic - numerical)
+        allowed = self.atol + self.rtol * np.abs(numerical)
+        worst = int(np.argmax(error / allowed))
+        scale = np.maximum(np.abs(analytic), np.abs(numerical))
+        significant = scale > self.atol
+        rel = float(np.max(error[significant] / scale[significant])) if significant.any() else 0.0
+        ok = bool(np.all(error <= allowed))
+        where = None if index is None else tuple(int(v) for v in np.unravel_index(index[worst],
+                                                                                  x.shape))
+        return TensorResult(name, tuple(x.shape), ok, len(numerical), int(x.size),
+                            float(error.max()), rel, where, float(analytic[worst]),
+                            float(numerical[worst]))
+
+
+def _copy_if_array(a):
+    return get_array_module(a).array(a, copy=True) if hasattr(a, "shape") else a
+
+
+def _gradient_problem(grad, x) -> str:
+    """Why ``grad`` cannot be the gradient of ``x`` at all, or ''."""
+    if grad is None:
+        return "backward returned None"
+    if not hasattr(grad, "shape"):
+        return f"backward returned a {type(grad).__name__}, not an array"
+    if tuple(grad.shape) != tuple(x.shape):
+        return f"gradient has shape {tuple(grad.shape)}, input has {tuple(x.shape)}"
+    if grad.dtype != x.dtype:
+        return f"gradient is {grad.dtype} but the input is {x.dtype} (a silent cast)"
+    if device_of(grad) != device_of(x):
+        return f"gradient is on {device_of(grad)} but the input is on {device_of(x)}"
+    return ""

@@ -1,0 +1,27 @@
+r"""The math of every layer: stateless functional pairs.
+
+Each op is a pair ``name_forward(x, ..., options) -> (y, cache)`` and
+``name_backward(dy, cache) -> grads``, with the grads in the order of the forward's
+differentiable inputs. The cache is a small ``NamedTuple`` holding exactly what the
+backward needs. Arguments, semantics and weight layouts follow ``torch.nn.functional``.
+
+Symbols used in the docstrings, defined once here:
+
+=========  ==============================================================
+N          batch size
+C, F       input channels, output channels (filters)
+H, W       input height and width
+OH, OW     output height and width
+KH, KW     kernel height and width
+S, P, D    stride, zero padding, dilation (each a pair: S_H, S_W, ...)
+x_pad      x with P zeros added on each side of H and W
+dy         gradient of the loss with respect to the op's output y
+=========  ==============================================================
+"""
+from .conv import Conv2dCache, conv2d_backward, conv2d_forward
+from .im2col import col2im, conv_output_size, conv_transpose_output_size, im2col
+
+__all__ = [
+    "Conv2dCache", "conv2d_forward", "conv2d_backward",
+    "im2col", "col2im", "conv_output_size", "conv_transpose_output_size",
+]

@@ -1,0 +1,68 @@
+"""Argument checks shared by the ops' public functions.
+
+Each check names the argument, says what was expected and what came, so that a user
+sees ``ValueError: stride must be positive, got (0, 1)`` at the boundary rather than a
+broadcast error from deep inside NumPy.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def pair(name: str, value, *, minimum: int) -> tuple[int, int]:
+    """Normalise an int or a pair of ints to ``(h, w)``, each at least ``minimum``."""
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(values) != 2 or not all(_is_int(v) for v in values):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    values = tuple(int(v) for v in values)
+    if min(values) < minimum:
+        what = "positive" if minimum == 1 else f"at least {minimum}"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return values
+
+
+def positive_int(name: str, value) -> int:
+    """Check a count such as a number of channels."""
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return int(value)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def float_array(name: str, a, ndim: int | None = None, what: str = "") -> None:
+    """Check that ``a`` is a float32/float64 array (NumPy or CuPy) with ``ndim`` dimensions."""
+    if not (hasattr(a, "dtype") and hasattr(a, "shape")):
+        raise TypeError(f"{name} must be a NumPy or CuPy array, got {type(a).__name__}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D{what}, got shape {tuple(a.shape)}")
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {a.dtype}"
+                        + (" (convert it with .astype(numpy.float32))"
+                           if a.dtype.kind in "fiub" else ""))
+
+
+def same_dtype(reference_name: str, reference, **others) -> None:
+    """Ops compute in their inputs' dtype and never cast silently: all must agree."""
+    for name, a in others.items():
+        if a is not None and a.dtype != reference.dtype:
+            raise TypeError(f"{name} has dtype {a.dtype} but {reference_name} has "
+                            f"{reference.dtype}; cast one of them so that they match")
+
+
+def grad_shape(dy, expected_shape, expected_dtype) -> None:
+    """Check an upstream gradient against the forward output it belongs to."""
+    float_array("dy", dy)
+    if tuple(dy.shape) != tuple(expected_shape):
+        raise ValueError(f"dy must have the forward output's shape {tuple(expected_shape)}, "
+                         f"got {tuple(dy.shape)}")
+    if dy.dtype != expected_dtype:
+        raise TypeError(f"dy has dtype {dy.dtype} but the forward ran in {expected_dtype}")

@@ -1,0 +1,152 @@
+r"""2-D convolution (cross-correlation, as in every deep-learning library) with its backward.
+
+The three products of a convolution layer are one GEMM each, around one im2col:
+
+====================  ==========================================  =========================
+forward               ``y = W @ im2col(x) + b``                    ``(F, CKK) @ (CKK, NL)``
+weight gradient       ``dW = dy @ im2col(x).T``                    ``(F, NL) @ (NL, CKK)``
+input gradient        ``dx = col2im(W.T @ dy)``                    ``(CKK, F) @ (F, NL)``
+====================  ==========================================  =========================
+
+with ``CKK = C*KH*KW`` and ``NL = N*OH*OW``. The input gradient of a convolution is a
+transposed convolution, and a transposed convolution's forward is this input gradient; the
+three private helpers below are written once and reused by both layers with roles swapped.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ..backend import array_module_of, get_array_module
+from . import _checks
+from .im2col import _geometry, col2im, im2col
+
+
+class Conv2dCache(NamedTuple):
+    """What ``conv2d_backward`` needs. Only ``x`` is kept (not its im2col, 9x larger for a
+    3x3 kernel); backward unfolds it again."""
+    x: object
+    weight: object
+    has_bias: bool
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+
+
+def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1):
+    r"""2-D convolution, like ``torch.nn.functional.conv2d`` (no groups).
+
+    Parameters
+    ----------
+    x : array (N, C, H, W), float32 or float64
+    weight : array (F, C, KH, KW), same dtype and device as x
+    bias : array (F,) or None
+    stride, padding, dilation : int or (int, int); padding is zeros on both sides.
+
+    Returns
+    -------
+    y : array (N, F, OH, OW) with ``OH = floor((H + 2P - D(KH-1) - 1) / S) + 1`` (same for OW)
+    cache : Conv2dCache for :func:`conv2d_backward`
+
+    Notes
+    -----
+    .. math::
+
+        y[n, f, p, q] = b[f] + \sum_{c, i, j} W[f, c, i, j]\,
+                        x_{pad}[n, c, pS_H + iD_H, qS_W + jD_W]
+
+    computed as one GEMM over the whole batch, ``W.reshape(F, CKK) @ im2col(x)``.
+    """
+    _check_conv_args(x, weight, bias)
+    _, stride, padding, dilation, _ = _geometry(x.shape, weight.shape[2:], stride, padding,
+                                                dilation)
+    y = _conv2d(x, weight, stride, padding, dilation)                # (N, F, OH, OW)
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1)
+    return y, Conv2dCache(x, weight, bias is not None, stride, padding, dilation)
+
+
+def conv2d_backward(dy, cache: Conv2dCache):
+    r"""Gradients of :func:`conv2d_forward` with respect to x, weight and bias.
+
+    Parameters
+    ----------
+    dy : array (N, F, OH, OW), the gradient of the loss with respect to y
+    cache : Conv2dCache from the forward
+
+    Returns
+    -------
+    dx : array (N, C, H, W)
+    dweight : array (F, C, KH, KW)
+    dbias : array (F,), or None when the forward had no bias
+
+    Notes
+    -----
+    With ``X = im2col(x)`` and ``Y = y.reshape(F, NL)`` the forward is ``Y = W X + b``, so
+
+    .. math::
+
+        dW = dY\,X^T, \qquad dX = W^T dY \;\Rightarrow\; dx = \mathrm{col2im}(W^T dY),
+        \qquad db[f] = \sum_{n, p, q} dy[n, f, p, q].
+    """
+    x, weight = cache.x, cache.weight
+    out_shape = (x.shape[0], weight.shape[0]) + _out_hw(x.shape, weight.shape, cache)
+    _checks.grad_shape(dy, out_shape, x.dtype)
+    array_module_of(dy=dy, x=x)
+    geometry = (cache.stride, cache.padding, cache.dilation)
+    dx = _conv2d_input_grad(dy, weight, x.shape, *geometry)
+    dweight = _conv2d_weight_grad(dy, x, weight.shape, *geometry)
+    dbias = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
+    return dx, dweight, dbias
+
+
+def _out_hw(x_shape, w_shape, cache):
+    return _geometry(x_shape, w_shape[2:], cache.stride, cache.padding, cache.dilation)[4]
+
+
+def _check_conv_args(x, weight, bias):
+    _checks.float_array("x", x, ndim=4, what=" (N, C, H, W)")
+    _checks.float_array("weight", weight, ndim=4, what=" (F, C, KH, KW)")
+    if bias is not None:
+        _checks.float_array("bias", bias, ndim=1)
+    array_module_of(x=x, weight=weight, bias=bias)
+    _checks.same_dtype("x", x, weight=weight, bias=bias)
+    if weight.shape[1] != x.shape[1]:
+        raise ValueError(f"weight expects {weight.shape[1]} input channels (shape "
+                         f"{tuple(weight.shape)}) but x has {x.shape[1]} (shape {tuple(x.shape)})")
+    if bias is not None and bias.shape[0] != weight.shape[0]:
+        raise ValueError(f"bias must have shape ({weight.shape[0]},) to match weight "
+                         f"{tuple(weight.shape)}, got {tuple(bias.shape)}")
+
+
+# --- The three GEMMs, shared with the transposed convolution -------------------------------
+
+def _conv2d(x, weight, stride, padding, dilation):
+    """y = conv2d(x, weight) without bias: one GEMM over the whole batch."""
+    N = x.shape[0]
+    F = weight.shape[0]
+    col = im2col(x, weight.shape[2:], stride, padding, dilation)     # (CKK, N*OH*OW)
+    OH, OW = _geometry(x.shape, weight.shape[2:], stride, padding, dilation)[4]
+    y = weight.reshape(F, -1) @ col                                  # (F, N*OH*OW)
+    y = y.reshape(F, N, OH, OW).transpose(1, 0, 2, 3)                # (N, F, OH, OW)
+    return get_array_module(y).ascontiguousarray(y)                  # no copy when N == 1
+
+
+def _conv2d_input_grad(dy, weight, x_shape, stride, padding, dilation):
+    """dx = col2im(W^T dY): the adjoint of _conv2d in x (a transposed convolution of dy)."""
+    F = weight.shape[0]
+    dy_mat = _channels_first(dy)                                     # (F, N*OH*OW)
+    dcol = weight.reshape(F, -1).T @ dy_mat                          # (CKK, N*OH*OW)
+    return col2im(dcol, x_shape, weight.shape[2:], stride, padding, dilation)
+
+
+def _conv2d_weight_grad(dy, x, weight_shape, stride, padding, dilation):
+    """dW = dY im2col(x)^T: the adjoint of _conv2d in W."""
+    col = im2col(x, weight_shape[2:], stride, padding, dilation)    # (CKK, N*OH*OW)
+    dy_mat = _channels_first(dy)                                     # (F, N*OH*OW)
+    return (dy_mat @ col.T).reshape(weight_shape)                    # (F, C, KH, KW)
+
+
+def _channels_first(a):
+    """(N, F, H, W) -> (F, N*H*W), the GEMM layout of im2col's columns."""
+    N, F, H, W = a.shape
+    return a.transpose(1, 0, 2, 3).reshape(F, N * H * W)             # a view when N == 1
