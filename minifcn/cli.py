@@ -1,0 +1,124 @@
+"""The ``minifcn`` command line: argparse subcommands.
+
+Exit status: 0 success, 1 a failed check or an internal error, 2 a user error (bad
+argument, missing file, unavailable device), reported as one line without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+import numpy as np
+
+from . import __version__
+
+
+class UserError(Exception):
+    """An error in what the user asked for: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):   # one line instead of argparse's usage block
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
+def main(argv=None) -> int:
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.run(args)
+    except UserError as err:
+        print(f"minifcn: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("minifcn: interrupted", file=sys.stderr)
+        return 130
+    except Exception:                          # a bug: show everything, exit 1
+        traceback.print_exc()
+        print("minifcn: internal error (the traceback above is a bug report)", file=sys.stderr)
+        return 1
+
+
+def _build_parser():
+    parser = _Parser(prog="minifcn", description="Fully convolutional networks in NumPy/CuPy.")
+    parser.add_argument("--version", action="version", version=f"minifcn {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    _add_gradcheck(commands)
+    return parser
+
+
+# --- minifcn gradcheck ----------------------------------------------------------------------
+
+def _add_gradcheck(commands):
+    from .gradcheck import MODES
+    from .gradcheck.registry import registered
+
+    p = commands.add_parser(
+        "gradcheck", help="check an op's backward against finite differences",
+        description="Compare an op's hand-written backward with central differences in "
+                    "float64 and print the report. 'all' runs every registered op in several "
+                    f"configurations. Ops: {', '.join(registered())}.")
+    p.add_argument("op", help="an op name, or 'all'")
+    for option in ("kernel", "stride", "padding", "dilation"):
+        p.add_argument(f"--{option}", type=int, metavar="N", help=f"the op's {option}")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--mode", choices=MODES, default="full", help="default full")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-elements", type=int, metavar="N",
+                   help="check at most N sampled elements per tensor")
+    p.add_argument("--quiet", action="store_true", help="one line per check, no tables")
+    p.set_defaults(run=_run_gradcheck)
+
+
+def _run_gradcheck(args) -> int:
+    import warnings
+
+    from .backend import import_cupy, parse_device, to_device
+    from .gradcheck import GradcheckPrecisionWarning, check_function
+    from .gradcheck.registry import build_case, entry, registered
+
+    try:
+        kind, _ = parse_device(args.device)
+        if kind == "cuda":
+            import_cupy()
+    except (ValueError, RuntimeError) as err:
+        raise UserError(str(err)) from None
+    options = {k: getattr(args, k) for k in ("kernel", "stride", "padding", "dilation")}
+    if args.op == "all":
+        if any(v is not None for v in options.values()):
+            raise UserError("'gradcheck all' runs preset configurations and takes no op options")
+        runs = [(name, preset) for name in registered() for preset in entry(name).presets]
+    else:
+        try:
+            entry(args.op)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        runs = [(args.op, options)]
+
+    failed = 0
+    for name, opts in runs:
+        try:
+            forward, backward, inputs = build_case(name, np.random.default_rng(args.seed), **opts)
+            inputs = [to_device(a, args.device) if isinstance(a, np.ndarray) else a for a in inputs]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", GradcheckPrecisionWarning)
+                report = check_function(forward, backward, inputs, mode=args.mode, seed=args.seed,
+                                        dtype=np.dtype(args.dtype), max_elements=args.max_elements,
+                                        title=_describe(name, opts))
+        except (ValueError, TypeError) as err:
+            raise UserError(f"gradcheck {name}: {err}") from None
+        failed += not report.passed
+        if args.quiet and report.passed:
+            print(f"ok    {report.title}")
+        else:
+            print(report, end="\n\n")
+    print(f"gradcheck: {len(runs) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def _describe(name, options) -> str:
+    given = ", ".join(f"{k}={v}" for k, v in options.items() if v is not None)
+    return f"{name}({given})"
