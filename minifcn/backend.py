@@ -17,7 +17,7 @@ import numpy
 
 INSTALL_HINT = 'pip install "minifcn[gpu]"  (CuPy for CUDA 12; use cupy-cuda13x on CUDA 13)'
 
-_DEVICE_PATTERN = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
+_DEVICE_PATTERN = re.compile(r"(cpu|cuda)(?::(\d+))?")   # fullmatch: "$" would let "cpu\n" in
 
 
 def _is_cupy_array(a) -> bool:
@@ -70,7 +70,7 @@ def asnumpy(a):
 
 def parse_device(device: str) -> tuple[str, int | None]:
     """Split ``"cuda:1"`` into ``("cuda", 1)``; ``"cpu"`` gives ``("cpu", None)``."""
-    match = _DEVICE_PATTERN.match(device) if isinstance(device, str) else None
+    match = _DEVICE_PATTERN.fullmatch(device) if isinstance(device, str) else None
     if match is None or (match.group(1) == "cpu" and match.group(2) is not None):
         raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     kind, index = match.group(1), match.group(2)

@@ -101,3 +101,27 @@ def conv2d_naive(x, weight, bias=None, stride=1, padding=0, dilation=1):
     if bias is not None:
         y += bias.reshape(1, F, 1, 1)
     return y
+
+
+# --- The option grid the fast kernels are compared on --------------------------------------
+
+GRID_IMAGE_HW = (13, 14)   # odd and even; a 7x7 kernel with dilation 2 (extent 13) still fits
+
+# A few cases whose height and width options differ, to catch a swapped (h, w) pair.
+_ASYMMETRIC = [((3, 2), (1, 2), (0, 1), (2, 1), 2),
+               ((2, 5), (3, 1), (2, 0), (1, 3), 2),
+               ((1, 3), (2, 2), (1, 2), (1, 1), 1)]
+
+
+def _label(letter, value):
+    return letter + ("x".join(map(str, value)) if isinstance(value, tuple) else str(value))
+
+
+def window_grid():
+    """``(cases, ids)``: every (kernel, stride, padding, dilation, N) of the shared test grid,
+    kernel 1, 2, 3, 7 x stride 1, 2, 3 x padding 0, 1, 3 x dilation 1, 2 x N 1, 3, plus a
+    few asymmetric cases; ids read like ``k3-s2-p1-d2-n3``."""
+    cases = [(k, s, p, d, n) for k in (1, 2, 3, 7) for s in (1, 2, 3) for p in (0, 1, 3)
+             for d in (1, 2) for n in (1, 3)] + _ASYMMETRIC
+    ids = ["-".join(_label(letter, v) for letter, v in zip("kspdn", case)) for case in cases]
+    return cases, ids

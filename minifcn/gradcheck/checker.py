@@ -60,6 +60,8 @@ def check_function(forward, backward, inputs, *, grad_output=None, eps=1e-6, ato
         raise ValueError(f"max_elements must be a positive int or None, got {max_elements!r}")
     inputs = [_promote(a, dtype) for a in inputs]
     names = list(names) if names is not None else _input_names(forward, len(inputs))
+    if len(names) != len(inputs):
+        raise ValueError(f"names has {len(names)} entries but there are {len(inputs)} inputs")
     if wrt is None:
         wrt = [i for i, a in enumerate(inputs) if _is_float_array(a)]
     run = _Run(forward, backward, inputs, names, list(wrt), eps, atol, rtol, seed)
@@ -76,7 +78,8 @@ def _promote(a, dtype):
         warnings.warn("gradient check in float32: finite differences are only accurate to "
                       "about 1e-3 there; prefer float64, or use eps=1e-3, rtol=1e-2",
                       GradcheckPrecisionWarning, stacklevel=3)
-    return get_array_module(a).array(a, dtype=target, copy=True)
+    # order="C": the numerical gradient perturbs x through a flat view (x.reshape(-1))
+    return get_array_module(a).array(a, dtype=target, copy=True, order="C")
 
 
 def _is_float_array(a) -> bool:
@@ -120,6 +123,9 @@ class _Run:
     def grads(self, dy, cache):
         grads = self.backward(dy, cache)
         grads = tuple(grads) if isinstance(grads, (tuple, list)) else (grads,)
+        grads = tuple(_copy_if_array(g) for g in grads)   # backward may reuse its buffers
+        while len(grads) > len(self.inputs) and grads[-1] is None:
+            grads = grads[:-1]              # e.g. dbias=None when bias was left to its default
         if len(grads) < len(self.inputs):   # trailing inputs without gradients may be omitted
             grads += (None,) * (len(self.inputs) - len(grads))
         return grads
@@ -133,6 +139,7 @@ class _Run:
         y, cache = self.output()
         if not hasattr(y, "shape"):
             raise TypeError(f"forward must return an array y, got {type(y).__name__}")
+        y = _copy_if_array(y)   # forward may reuse its output buffer on the next call
         if grad_output is None:
             dy = self.random_like(y)
         else:

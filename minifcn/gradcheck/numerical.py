@@ -81,7 +81,10 @@ def numerical_gradient(f, x, dy, eps: float = 1e-6):
     >>> np.allclose(g, [2.0, -4.0])
     True
     """
+    if not (hasattr(x, "dtype") and x.dtype.kind == "f"):
+        raise TypeError("numerical_gradient needs a float array x (an integer x cannot be "
+                        f"perturbed by eps), got {getattr(x, 'dtype', type(x).__name__)}")
     xp = get_array_module(x)
-    x_work = xp.array(x, copy=True)
+    x_work = xp.array(x, copy=True, order="C")
     values = numerical_gradient_at(f, x_work, dy, eps, range(x_work.size))
     return values.reshape(x_work.shape)

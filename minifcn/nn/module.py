@@ -27,7 +27,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..backend import asnumpy, device_of, get_array_module, to_device
+from ..backend import asnumpy, device_of, get_array_module, parse_device, to_device
 from ..ops._checks import FLOAT_DTYPES
 
 
@@ -127,6 +127,8 @@ class Module:
         """Move every parameter to ``device`` and/or cast it to a float ``dtype``; returns self."""
         if dtype is not None and np.dtype(dtype) not in FLOAT_DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+        if device is not None:
+            parse_device(device)    # a bad device string fails even without parameters
         for p in self.parameters():
             for attr in ("data", "grad"):
                 a = getattr(p, attr)
