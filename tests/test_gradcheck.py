@@ -244,6 +244,12 @@ def _dy_mutating_backward(dy, y):
     return dy
 
 
+def _input_mutating_backward(dy, x):
+    dx = 2 * x * dy
+    x += 1e-3                             # the cache aliases the input: backward writes into x
+    return dx
+
+
 def _input_mutating_forward(x):
     y, cache = tanh_forward(x)
     x -= 1e-3
@@ -257,7 +263,9 @@ PROPERTY_PLANTS = {
     "mutates-cache": (tanh_forward, _mutating_backward, "backward run twice"),
     "random-forward": (lambda x: (x * _random_mask(x), None), None, "hidden randomness"),
     "mutates-input": (_input_mutating_forward, tanh_backward, "forward leaves its inputs"),
-    "mutates-dy": (tanh_forward, _dy_mutating_backward, "backward leaves dy unchanged"),
+    "mutates-dy": (tanh_forward, _dy_mutating_backward, "backward leaves dy"),
+    "backward-mutates-input": (lambda x: (x * x, x), _input_mutating_backward,
+                               "backward leaves dy and the forward's inputs"),
 }
 
 
@@ -281,6 +289,9 @@ def test_property_violation_is_caught(xp, rng, plant):
     if plant == "mutates-dy":             # the gradients themselves are right
         assert report.failures() == [failed.name]
         assert failed.detail.startswith("dy was modified by")
+    if plant == "backward-mutates-input":  # blamed on backward, not on the forward
+        assert failed.detail.startswith("x was modified by")
+        assert prop(report, "forward leaves its inputs unchanged").passed
 
 
 def test_reused_output_buffers_do_not_fool_the_checker(rng):
@@ -400,3 +411,46 @@ def test_invalid_arguments(rng, kwargs, error, match):
     forward = kwargs.pop("forward", conv2d_forward)
     with pytest.raises(error, match=match):
         check_function(forward, conv2d_backward, conv_inputs(np, rng), **kwargs)
+
+
+# --- edge cases of the report ---------------------------------------------------------------
+
+def test_failed_count_tells_one_bad_element_from_a_wrong_formula(rng):
+    x = rng.standard_normal((4, 5))
+
+    def one_wrong(dy, cache):
+        dx = tanh_backward(dy, cache)
+        dx[2, 3] += 0.5
+        return dx
+
+    single = check_function(tanh_forward, one_wrong, [x]).tensor("x")
+    everywhere = check_function(tanh_forward, lambda dy, y: 1.01 * tanh_backward(dy, y),
+                                [x]).tensor("x")
+    assert (single.n_failed, single.worst_index) == (1, (2, 3))
+    assert everywhere.n_failed == 20
+
+
+def test_scalar_output_and_empty_input_are_handled(rng):
+    def sum_squares_forward(x, empty):
+        return (x * x).sum(), x
+
+    def sum_squares_backward(dy, x):
+        return 2 * x * dy, np.zeros((0, 3))
+
+    report = check_function(sum_squares_forward, sum_squares_backward,
+                            [rng.standard_normal(5), np.zeros((0, 3))])
+    assert report.passed, str(report)
+    assert report.tensor("empty").n_checked == 0
+
+
+def test_wrt_must_name_float_inputs(rng):
+    from minifcn.ops import conv2d_backward, conv2d_forward
+    x, w = rng.standard_normal((1, 1, 4, 4)), rng.standard_normal((1, 1, 3, 3))
+    with pytest.raises(ValueError, match="wrt index 2"):
+        check_function(conv2d_forward, conv2d_backward, [x, w, None], wrt=[0, 2])
+
+
+def test_directional_failure_suggests_full_mode(rng):
+    report = check_function(tanh_forward, lambda dy, y: 1.5 * tanh_backward(dy, y),
+                            [rng.standard_normal(6)], mode="directional")
+    assert "mode='full'" in report.tensor("x").message

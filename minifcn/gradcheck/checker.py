@@ -64,6 +64,10 @@ def check_function(forward, backward, inputs, *, grad_output=None, eps=1e-6, ato
         raise ValueError(f"names has {len(names)} entries but there are {len(inputs)} inputs")
     if wrt is None:
         wrt = [i for i, a in enumerate(inputs) if _is_float_array(a)]
+    for i in wrt:
+        if not (0 <= i < len(inputs) and _is_float_array(inputs[i])):
+            what = repr(inputs[i]) if 0 <= i < len(inputs) else "out of range"
+            raise ValueError(f"wrt index {i} must point at a float array input, got {what}")
     run = _Run(forward, backward, inputs, names, list(wrt), eps, atol, rtol, seed)
     report = run.check(grad_output, mode, max_elements, title or _title(forward))
     report.settings.update(dtype=run.dtype_name(), mode=mode)
@@ -131,7 +135,8 @@ class _Run:
         return grads
 
     def random_like(self, a):
-        return to_device(self.rng.standard_normal(a.shape).astype(a.dtype), device_of(a))
+        values = np.asarray(self.rng.standard_normal(a.shape), dtype=a.dtype)  # 0-d too
+        return to_device(values, device_of(a))
 
     def check(self, grad_output, mode, max_elements, title):
         report = GradcheckReport(title, dict(eps=self.eps, atol=self.atol, rtol=self.rtol))
@@ -140,6 +145,7 @@ class _Run:
         if not hasattr(y, "shape"):
             raise TypeError(f"forward must return an array y, got {type(y).__name__}")
         y = _copy_if_array(y)   # forward may reuse its output buffer on the next call
+        after_forward = [_copy_if_array(a) for a in self.inputs]
         if grad_output is None:
             dy = self.random_like(y)
         else:
@@ -151,7 +157,7 @@ class _Run:
         if len(grads) > len(self.inputs):
             raise ValueError(f"backward returned {len(grads)} gradients for "
                              f"{len(self.inputs)} inputs ({', '.join(self.names)})")
-        report.properties = check_properties(self, before, y, dy, cache, grads)
+        report.properties = check_properties(self, (before, after_forward), y, dy, cache, grads)
         for i in self.wrt:
             report.tensors.append(self.compare(i, grads[i], dy, mode, max_elements))
         return report
@@ -161,13 +167,18 @@ class _Run:
         problem = _gradient_problem(grad, x)
         if problem:
             return TensorResult(name, tuple(x.shape), False, message=problem)
+        if x.size == 0:
+            return TensorResult(name, tuple(x.shape), True, message="empty: nothing to check")
         f = lambda _: self.output()[0]   # x is perturbed in place inside self.inputs
         if mode == "directional":
             u = self.random_like(x)
             u /= float(get_array_module(u).linalg.norm(u)) or 1.0
             numerical = np.array([directional_derivative(f, x, u, dy, self.eps)])
             analytic = np.array([float(get_array_module(x).vdot(grad, u))])
-            return self.verdict(name, x, numerical, analytic, None)
+            result = self.verdict(name, x, numerical, analytic, None)
+            if not result.passed:
+                result.message = "rerun with mode='full' to find the wrong elements"
+            return result
         index = np.arange(x.size)
         if max_elements is not None and x.size > max_elements:
             index = np.sort(self.rng.choice(x.size, int(max_elements), replace=False))
@@ -182,12 +193,12 @@ class _Run:
         scale = np.maximum(np.abs(analytic), np.abs(numerical))
         significant = scale > self.atol
         rel = float(np.max(error[significant] / scale[significant])) if significant.any() else 0.0
-        ok = bool(np.all(error <= allowed))
+        n_failed = int(np.count_nonzero(~(error <= allowed)))     # NaN counts as failed
         where = None if index is None else tuple(int(v) for v in np.unravel_index(index[worst],
                                                                                   x.shape))
-        return TensorResult(name, tuple(x.shape), ok, len(numerical), int(x.size),
+        return TensorResult(name, tuple(x.shape), n_failed == 0, len(numerical), int(x.size),
                             float(error.max()), rel, where, float(analytic[worst]),
-                            float(numerical[worst]))
+                            float(numerical[worst]), n_failed=n_failed)
 
 
 def _copy_if_array(a):

@@ -13,8 +13,13 @@ from ..backend import asnumpy, get_array_module
 from .report import PropertyResult
 
 
-def check_properties(run, inputs_before, y, dy, cache, grads) -> list[PropertyResult]:
-    """Run the structural checks of one ``_Run`` whose analytic ``grads`` are known."""
+def check_properties(run, snapshots, y, dy, cache, grads) -> list[PropertyResult]:
+    """Run the structural checks of one ``_Run`` whose analytic ``grads`` are known.
+
+    ``snapshots`` are copies of the inputs taken before and after the first forward; the
+    first backward has already run.
+    """
+    before_forward, after_forward = snapshots
     xp = get_array_module(dy)
     dy_given = xp.array(dy, copy=True)
     repeated = run.grads(dy_given, cache)
@@ -40,9 +45,12 @@ def check_properties(run, inputs_before, y, dy, cache, grads) -> list[PropertyRe
         compare("backward run twice gives the same result",
                 lambda i: repeated[i], lambda i: grads[i]),
         _same("forward run twice gives the same output (no hidden randomness)", "y",
-              y_again, y, tol),
-        _unchanged("forward leaves its inputs unchanged", run.names, run.inputs, inputs_before),
-        _unchanged("backward leaves dy unchanged", ["dy"], [dy_given], [dy]),
+              y_again, y, tol, hint=" (dropout or another random layer in training mode? "
+                                    "call module.eval() or fix its random mask)"),
+        _unchanged("forward leaves its inputs unchanged", run.names, after_forward,
+                   before_forward),
+        _unchanged("backward leaves dy and the forward's inputs unchanged",
+                   ["dy"] + run.names, [dy_given] + run.inputs, [dy] + after_forward),
     ]
 
 
@@ -74,9 +82,9 @@ def _describe(a) -> str:
     return f"shape {tuple(a.shape)}" if hasattr(a, "shape") else type(a).__name__
 
 
-def _same(title, name, got, want, tol) -> PropertyResult:
+def _same(title, name, got, want, tol, hint="") -> PropertyResult:
     detail = _difference(name, got, want, tol)
-    return PropertyResult(title, not detail, detail)
+    return PropertyResult(title, not detail, detail + hint if detail else "")
 
 
 def _unchanged(title, names, arrays, before) -> PropertyResult:

@@ -12,9 +12,11 @@ class GradcheckError(AssertionError):
 class TensorResult:
     """The comparison of one gradient (of an input or a parameter) with finite differences.
 
-    ``worst_index`` is the element whose error used the largest share of its tolerance
-    ``atol + rtol * |numerical|``; ``analytic`` and ``numerical`` are the two values there
-    (in directional mode: the two directional derivatives, and ``worst_index`` is None).
+    An element passes when ``|analytic - numerical| <= atol + rtol * |numerical|``;
+    ``n_failed`` of the ``n_checked`` elements did not. ``worst_index`` is the element whose
+    error used the largest share of its tolerance; ``analytic`` and ``numerical`` are the two
+    values there (in directional mode: the two directional derivatives, and ``worst_index``
+    is None). ``max_abs_error`` and ``max_rel_error`` are maxima over all checked elements.
     ``message`` says why a gradient could not be compared at all (None, wrong shape, ...).
     """
     name: str
@@ -28,6 +30,7 @@ class TensorResult:
     analytic: float = float("nan")
     numerical: float = float("nan")
     message: str = ""
+    n_failed: int = 0
 
 
 @dataclass
@@ -75,7 +78,7 @@ class GradcheckReport:
         verdict = "passed" if self.passed else "FAILED: " + ", ".join(self.failures())
         options = ", ".join(f"{k}={v}" for k, v in self.settings.items())
         lines = [f"gradcheck {self.title}: {verdict}", f"  ({options})", ""]
-        lines += _table(["tensor", "shape", "checked", "max abs err", "max rel err",
+        lines += _table(["tensor", "shape", "checked", "failed", "max abs err", "max rel err",
                          "worst at", "analytic", "numerical", "result"],
                         [_tensor_row(t) for t in self.tensors])
         if self.properties:
@@ -91,12 +94,12 @@ def _tensor_row(t: TensorResult) -> list[str]:
     if t.message:
         result += ": " + t.message
     if t.n_checked == 0:
-        return [t.name, str(t.shape), "-", "-", "-", "-", "-", "-", result]
+        return [t.name, str(t.shape), "-", "-", "-", "-", "-", "-", "-", result]
     checked = (f"{t.n_checked} dir" if t.worst_index is None
                else f"{t.n_checked}/{t.n_elements}")
     worst = "direction" if t.worst_index is None else str(t.worst_index)
-    return [t.name, str(t.shape), checked, f"{t.max_abs_error:.2e}", f"{t.max_rel_error:.2e}",
-            worst, f"{t.analytic:.6e}", f"{t.numerical:.6e}", result]
+    return [t.name, str(t.shape), checked, str(t.n_failed), f"{t.max_abs_error:.2e}",
+            f"{t.max_rel_error:.2e}", worst, f"{t.analytic:.6e}", f"{t.numerical:.6e}", result]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
