@@ -53,7 +53,7 @@ def _build_parser():
 
 def _add_gradcheck(commands):
     from .gradcheck import MODES
-    from .gradcheck.registry import registered
+    from .gradcheck.registry import all_options, registered
 
     p = commands.add_parser(
         "gradcheck", help="check an op's backward against finite differences",
@@ -61,8 +61,13 @@ def _add_gradcheck(commands):
                     "float64 and print the report. 'all' runs every registered op in several "
                     f"configurations. Ops: {', '.join(registered())}.")
     p.add_argument("op", help="an op name, or 'all'")
-    for option in ("kernel", "stride", "padding", "dilation"):
-        p.add_argument(f"--{option}", type=int, metavar="N", help=f"the op's {option}")
+    for option, kind in all_options().items():
+        flag = "--" + option.replace("_", "-")
+        if kind is bool:
+            p.add_argument(flag, action="store_const", const=True, help=f"the op's {option}")
+        else:
+            p.add_argument(flag, type=kind, metavar=kind.__name__.upper(),
+                           help=f"the op's {option}")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--mode", choices=MODES, default="full", help="default full")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
@@ -78,7 +83,7 @@ def _run_gradcheck(args) -> int:
 
     from .backend import import_cupy, parse_device, to_device
     from .gradcheck import GradcheckPrecisionWarning, check_function
-    from .gradcheck.registry import build_case, entry, registered
+    from .gradcheck.registry import all_options, build_case, entry, registered
 
     try:
         kind, _ = parse_device(args.device)
@@ -86,7 +91,7 @@ def _run_gradcheck(args) -> int:
             import_cupy()
     except (ValueError, RuntimeError) as err:
         raise UserError(str(err)) from None
-    options = {k: getattr(args, k) for k in ("kernel", "stride", "padding", "dilation")}
+    options = {k: getattr(args, k) for k in all_options()}
     if args.op == "all":
         if any(v is not None for v in options.values()):
             raise UserError("'gradcheck all' runs preset configurations and takes no op options")

@@ -1,4 +1,4 @@
-"""``Conv2d``: a convolution layer holding its weight and bias."""
+"""``Conv2d`` and ``ConvTranspose2d``: convolution layers holding a weight and a bias."""
 from __future__ import annotations
 
 import math
@@ -7,6 +7,7 @@ import numpy as np
 
 from ..ops import _checks
 from ..ops.conv import conv2d_backward, conv2d_forward
+from ..ops.conv_transpose import conv_transpose2d_backward, conv_transpose2d_forward
 from .module import Module, Parameter
 
 
@@ -15,7 +16,40 @@ def _rng(rng):
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
-class Conv2d(Module):
+class _Conv(Module):
+    """What both convolution layers share: parameters, PyTorch's initialisation, the calls."""
+
+    def __init__(self, weight_shape, fan_in, bias, dtype, rng, **options):
+        rng = _rng(rng)
+        bound = 1.0 / math.sqrt(fan_in)   # kaiming_uniform(a=sqrt(5)) and PyTorch's bias rule
+        self.weight = Parameter(rng.uniform(-bound, bound, weight_shape).astype(dtype))
+        n_out = weight_shape[1] if self.transposed else weight_shape[0]
+        self.bias = Parameter(rng.uniform(-bound, bound, n_out).astype(dtype)) if bias else None
+        self.options = options
+
+    def forward(self, x):
+        bias = self.bias.data if self.bias is not None else None
+        y, cache = self._forward(x, self.weight.data, bias, **self.options)
+        self.save_for_backward(cache)
+        return y
+
+    def backward(self, dy):
+        cache, = self.saved()
+        dx, dweight, dbias = self._backward(dy, cache)
+        self.weight.accumulate(dweight)
+        if self.bias is not None:
+            self.bias.accumulate(dbias)
+        return dx
+
+    def extra_repr(self):
+        c_a, c_b, kh, kw = self.weight.shape
+        in_c, out_c = (c_a, c_b) if self.transposed else (c_b, c_a)
+        options = ", ".join(f"{k}={v}" for k, v in self.options.items())
+        return (f"{in_c}, {out_c}, kernel_size=({kh}, {kw}), {options}, "
+                f"bias={self.bias is not None}")
+
+
+class Conv2d(_Conv):
     """2-D convolution layer, like ``torch.nn.Conv2d`` (no groups).
 
     Parameters
@@ -30,37 +64,41 @@ class Conv2d(Module):
     PyTorch's do: uniform on ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``, fan_in = C*KH*KW
     (Kaiming-uniform with a = sqrt(5)).
     """
+    transposed = False
+    _forward = staticmethod(conv2d_forward)
+    _backward = staticmethod(conv2d_backward)
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, bias=True, dtype=np.float32, rng=None):
         in_channels = _checks.positive_int("in_channels", in_channels)
         out_channels = _checks.positive_int("out_channels", out_channels)
         kh, kw = _checks.pair("kernel_size", kernel_size, minimum=1)
-        self.stride = _checks.pair("stride", stride, minimum=1)
-        self.padding = _checks.pair("padding", padding, minimum=0)
-        self.dilation = _checks.pair("dilation", dilation, minimum=1)
-        rng = _rng(rng)
-        bound = 1.0 / math.sqrt(in_channels * kh * kw)
-        shape = (out_channels, in_channels, kh, kw)
-        self.weight = Parameter(rng.uniform(-bound, bound, shape).astype(dtype))
-        self.bias = Parameter(rng.uniform(-bound, bound, out_channels).astype(dtype)) if bias else None
+        super().__init__((out_channels, in_channels, kh, kw), in_channels * kh * kw, bias,
+                         dtype, rng, stride=_checks.pair("stride", stride, minimum=1),
+                         padding=_checks.pair("padding", padding, minimum=0),
+                         dilation=_checks.pair("dilation", dilation, minimum=1))
 
-    def forward(self, x):
-        bias = self.bias.data if self.bias is not None else None
-        y, cache = conv2d_forward(x, self.weight.data, bias, self.stride, self.padding,
-                                  self.dilation)
-        self.save_for_backward(cache)
-        return y
 
-    def backward(self, dy):
-        cache, = self.saved()
-        dx, dweight, dbias = conv2d_backward(dy, cache)
-        self.weight.accumulate(dweight)
-        if self.bias is not None:
-            self.bias.accumulate(dbias)
-        return dx
+class ConvTranspose2d(_Conv):
+    """2-D transposed convolution layer, like ``torch.nn.ConvTranspose2d`` (no groups).
 
-    def extra_repr(self):
-        out_c, in_c, kh, kw = self.weight.shape
-        return (f"{in_c}, {out_c}, kernel_size=({kh}, {kw}), stride={self.stride}, "
-                f"padding={self.padding}, dilation={self.dilation}, bias={self.bias is not None}")
+    Weight ``(in_channels, out_channels, KH, KW)`` and bias ``(out_channels,)``, initialised
+    as PyTorch does, with fan_in = out_channels*KH*KW (PyTorch reads the fan from the
+    weight's second dimension). FCN replaces this start with a bilinear kernel
+    (``minifcn.ops.bilinear_upsampling_weight``) and often freezes it.
+    """
+    transposed = True
+    _forward = staticmethod(conv_transpose2d_forward)
+    _backward = staticmethod(conv_transpose2d_backward)
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 output_padding=0, bias=True, dilation=1, dtype=np.float32, rng=None):
+        in_channels = _checks.positive_int("in_channels", in_channels)
+        out_channels = _checks.positive_int("out_channels", out_channels)
+        kh, kw = _checks.pair("kernel_size", kernel_size, minimum=1)
+        super().__init__((in_channels, out_channels, kh, kw), out_channels * kh * kw, bias,
+                         dtype, rng, stride=_checks.pair("stride", stride, minimum=1),
+                         padding=_checks.pair("padding", padding, minimum=0),
+                         output_padding=_checks.pair("output_padding", output_padding,
+                                                     minimum=0),
+                         dilation=_checks.pair("dilation", dilation, minimum=1))

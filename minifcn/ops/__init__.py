@@ -19,9 +19,12 @@ dy         gradient of the loss with respect to the op's output y
 =========  ==============================================================
 """
 from .conv import Conv2dCache, conv2d_backward, conv2d_forward
+from .conv_transpose import (ConvTranspose2dCache, conv_transpose2d_backward,
+                             conv_transpose2d_forward)
 from .im2col import col2im, conv_output_size, conv_transpose_output_size, im2col
 
 __all__ = [
     "Conv2dCache", "conv2d_forward", "conv2d_backward",
+    "ConvTranspose2dCache", "conv_transpose2d_forward", "conv_transpose2d_backward",
     "im2col", "col2im", "conv_output_size", "conv_transpose_output_size",
 ]

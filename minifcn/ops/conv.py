@@ -10,7 +10,8 @@ input gradient        ``dx = col2im(W.T @ dy)``                    ``(CKK, F) @ 
 
 with ``CKK = C*KH*KW`` and ``NL = N*OH*OW``. The input gradient of a convolution is a
 transposed convolution, and a transposed convolution's forward is this input gradient; the
-three private helpers below are written once and reused by both layers with roles swapped.
+three private helpers below are written once and reused by both layers with roles swapped
+(see ``conv_transpose.py``).
 """
 from __future__ import annotations
 
@@ -103,18 +104,22 @@ def _out_hw(x_shape, w_shape, cache):
     return _geometry(x_shape, w_shape[2:], cache.stride, cache.padding, cache.dilation)[4]
 
 
-def _check_conv_args(x, weight, bias):
+def _check_conv_args(x, weight, bias, transposed=False):
+    """Validate conv arguments. Weight is (F, C, KH, KW), or (C, F, KH, KW) when transposed."""
     _checks.float_array("x", x, ndim=4, what=" (N, C, H, W)")
-    _checks.float_array("weight", weight, ndim=4, what=" (F, C, KH, KW)")
+    layout = " (C_in, C_out, KH, KW)" if transposed else " (F, C, KH, KW)"
+    _checks.float_array("weight", weight, ndim=4, what=layout)
     if bias is not None:
         _checks.float_array("bias", bias, ndim=1)
     array_module_of(x=x, weight=weight, bias=bias)
     _checks.same_dtype("x", x, weight=weight, bias=bias)
-    if weight.shape[1] != x.shape[1]:
-        raise ValueError(f"weight expects {weight.shape[1]} input channels (shape "
-                         f"{tuple(weight.shape)}) but x has {x.shape[1]} (shape {tuple(x.shape)})")
-    if bias is not None and bias.shape[0] != weight.shape[0]:
-        raise ValueError(f"bias must have shape ({weight.shape[0]},) to match weight "
+    c_in, c_out = (weight.shape[0], weight.shape[1]) if transposed else (weight.shape[1],
+                                                                         weight.shape[0])
+    if c_in != x.shape[1]:
+        raise ValueError(f"weight expects {c_in} input channels (shape {tuple(weight.shape)}, "
+                         f"layout{layout}) but x has {x.shape[1]} (shape {tuple(x.shape)})")
+    if bias is not None and bias.shape[0] != c_out:
+        raise ValueError(f"bias must have shape ({c_out},) to match weight "
                          f"{tuple(weight.shape)}, got {tuple(bias.shape)}")
 
 
