@@ -70,7 +70,13 @@ def _add_gradcheck(commands):
                            help=f"the op's {option}")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--mode", choices=MODES, default="full", help="default full")
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    p.add_argument("--dtype", choices=tuple(_TOLERANCES), default="float64",
+                   help="float64 (default) or float32, with looser default tolerances")
+    for name in ("eps", "atol", "rtol"):
+        p.add_argument(f"--{name}", type=float, metavar="X",
+                       help=f"finite-difference {name} (default: "
+                            + ", ".join(f"{v[name]:g} in {k}" for k, v in _TOLERANCES.items())
+                            + ")")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-elements", type=int, metavar="N",
                    help="check at most N sampled elements per tensor")
@@ -112,6 +118,7 @@ def _run_gradcheck(args) -> int:
                 warnings.simplefilter("ignore", GradcheckPrecisionWarning)
                 report = check_function(forward, backward, inputs, mode=args.mode, seed=args.seed,
                                         dtype=np.dtype(args.dtype), max_elements=args.max_elements,
+                                        **_tolerances(args),
                                         title=_describe(name, opts))
         except (ValueError, TypeError) as err:
             raise UserError(f"gradcheck {name}: {err}") from None
@@ -122,6 +129,17 @@ def _run_gradcheck(args) -> int:
             print(report, end="\n\n")
     print(f"gradcheck: {len(runs) - failed} passed, {failed} failed")
     return 1 if failed else 0
+
+
+# Central differences lose about half the digits: float32 needs a larger step and tolerance.
+_TOLERANCES = {"float64": dict(eps=1e-6, atol=1e-7, rtol=1e-5),
+               "float32": dict(eps=1e-3, atol=1e-2, rtol=1e-2)}
+
+
+def _tolerances(args) -> dict:
+    defaults = _TOLERANCES[args.dtype]
+    return {k: getattr(args, k) if getattr(args, k) is not None else v
+            for k, v in defaults.items()}
 
 
 def _describe(name, options) -> str:

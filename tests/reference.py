@@ -125,3 +125,96 @@ def window_grid():
              for d in (1, 2) for n in (1, 3)] + _ASYMMETRIC
     ids = ["-".join(_label(letter, v) for letter, v in zip("kspdn", case)) for case in cases]
     return cases, ids
+
+
+def conv_transpose2d_naive(x, weight, bias=None, stride=1, padding=0, output_padding=0,
+                           dilation=1):
+    """y[n, :, h*SH - PH + i*DH, w*SW - PW + j*DW] += x[n, c, h, w] W[c, :, i, j]: every input
+    pixel scatters a weighted copy of the kernel; terms outside the output are dropped.
+
+    x (N, C_in, H, W), weight (C_in, C_out, KH, KW), bias (C_out,) or None.
+    """
+    N, C_in, H, W = x.shape
+    C_out, KH, KW = weight.shape[1:]
+    (SH, SW), (PH, PW), (OPH, OPW), (DH, DW) = (pair(v) for v in (stride, padding,
+                                                                  output_padding, dilation))
+    OH = (H - 1) * SH - 2 * PH + DH * (KH - 1) + OPH + 1
+    OW = (W - 1) * SW - 2 * PW + DW * (KW - 1) + OPW + 1
+    y = np.zeros((N, C_out, OH, OW), dtype=x.dtype)
+    for n in range(N):
+        for h in range(H):
+            for w in range(W):
+                for i in range(KH):
+                    for j in range(KW):
+                        oh, ow = h * SH - PH + i * DH, w * SW - PW + j * DW
+                        if 0 <= oh < OH and 0 <= ow < OW:
+                            y[n, :, oh, ow] += x[n, :, h, w] @ weight[:, :, i, j]   # (C_out,)
+    if bias is not None:
+        y += bias.reshape(1, C_out, 1, 1)
+    return y
+
+
+# --- Max pooling -----------------------------------------------------------------------------
+
+def pool_window_starts(size, kernel, stride, padding, ceil_mode):
+    """Where each pooling window starts along one axis, in padded coordinates.
+
+    Floor mode: every window that fits inside the padded input. Ceil mode: windows are added
+    while the one before had not yet reached the end of the padded input, and each must
+    start before the right padding (PyTorch's rule, stated as a loop)."""
+    starts, s = [], 0
+    while True:
+        if ceil_mode:
+            ok = s - stride + kernel < size + 2 * padding and s < size + padding
+        else:
+            ok = s + kernel <= size + 2 * padding
+        if not ok:
+            return starts
+        starts.append(s)
+        s += stride
+
+
+def max_pool2d_naive(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+    """y[n, c, oh, ow] = max of x over the window's pixels inside x (the padding is -inf).
+
+    Returns ``(y, winners)``: winners[n, c, oh, ow] is the flat index ``h*W + w`` of the
+    winning pixel (torch's ``return_indices``): the first in row-major window order that
+    beats the running maximum, which starts at -inf; a NaN always wins.
+    """
+    N, C, H, W = x.shape
+    (KH, KW) = pair(kernel_size)
+    (SH, SW) = pair(kernel_size if stride is None else stride)
+    (PH, PW) = pair(padding)
+    rows = pool_window_starts(H, KH, SH, PH, ceil_mode)
+    cols = pool_window_starts(W, KW, SW, PW, ceil_mode)
+    y = np.empty((N, C, len(rows), len(cols)), dtype=x.dtype)
+    winners = np.empty((N, C, len(rows), len(cols)), dtype=np.int64)
+    for n in range(N):
+        for oh, top in enumerate(rows):
+            for ow, left in enumerate(cols):
+                best = np.full(C, -np.inf, dtype=x.dtype)
+                index = np.full(C, -1)
+                for h in range(top - PH, top - PH + KH):
+                    for w in range(left - PW, left - PW + KW):
+                        if not (0 <= h < H and 0 <= w < W):
+                            continue                          # padding: -inf never wins
+                        if (index < 0).any():
+                            index[index < 0] = h * W + w      # first pixel inside the window
+                        v = x[n, :, h, w]
+                        win = (v > best) | np.isnan(v)
+                        best = np.where(win, v, best)
+                        index = np.where(win, h * W + w, index)
+                y[n, :, oh, ow] = best
+                winners[n, :, oh, ow] = index
+    return y, winners
+
+
+def max_pool2d_backward_naive(dy, winners, x_shape):
+    """dx: each dy[n, c, oh, ow] added onto the pixel that won its window."""
+    N, C, H, W = x_shape
+    dx = np.zeros((N, C, H * W), dtype=dy.dtype)
+    for n in range(N):
+        for c in range(C):
+            for o, index in enumerate(winners[n, c].ravel()):
+                dx[n, c, index] += dy[n, c].ravel()[o]
+    return dx.reshape(x_shape)

@@ -13,7 +13,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from minifcn.ops import _cuda, col2im, im2col
+from minifcn.ops import _cuda, col2im, im2col, max_pool2d_backward, max_pool2d_forward
 from minifcn.ops.im2col import _geometry
 
 COMPILER = shutil.which("c++") or shutil.which("g++")
@@ -33,10 +33,26 @@ def _host_source() -> str:
     return "\n".join(parts)
 
 
+def _pool_host_source() -> str:
+    """The max-pooling kernels, T = double and I = signed char (CuPy's int8)."""
+    pool = ", ".join(f"int {p.split()[1]}" for p in _cuda._POOL_PARAMS.split(","))
+    loop = "  for (ptrdiff_t i = 0; i < n; ++i) {{\n{refs}\n{body}\n  }}\n"
+    forward = loop.format(refs="    T& y = y_[i]; I& argmax = argmax_[i];",
+                          body=_cuda._MAX_POOL_FORWARD_BODY)
+    backward = loop.format(refs="    T& dx = dx_[i];", body=_cuda._MAX_POOL_BACKWARD_BODY)
+    return "\n".join([
+        "#include <algorithm>", "#include <cmath>", "using std::max; using std::min;",
+        "using std::isnan;", "typedef signed char I;",
+        f'extern "C" void max_pool2d_forward(const T* x, {pool}, T* y_, I* argmax_, '
+        f"ptrdiff_t n) {{\n{forward}}}",
+        f'extern "C" void max_pool2d_backward(const T* dy, const I* argmax, {pool}, T* dx_, '
+        f"ptrdiff_t n) {{\n{backward}}}"])
+
+
 @pytest.fixture(scope="module")
 def host_kernels(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cuda_on_host")
-    (folder / "kernels.cpp").write_text(_host_source())
+    (folder / "kernels.cpp").write_text(_host_source() + "\n" + _pool_host_source())
     library = folder / "kernels.so"
     subprocess.run([COMPILER, "-O1", "-shared", "-fPIC", "-Wall", "-Werror",
                     str(folder / "kernels.cpp"), "-o", str(library)], check=True)
@@ -74,3 +90,52 @@ def test_col2im_gather_kernel_matches_numpy(host_kernels, rng, x_shape, options)
     col = rng.standard_normal(col_shape)
     got = _call(host_kernels.col2im, col, x_shape, x_shape, options)
     np.testing.assert_allclose(got, col2im(col, x_shape, *options), rtol=1e-13, atol=1e-13)
+
+
+# --- Max pooling: forward one thread per output, backward one thread per input pixel ---------
+
+POOL_CASES = [((2, 3, 7, 8), (2, 2, 0, True)), ((1, 2, 6, 5), (3, 2, 1, True)),
+              ((2, 2, 7, 8), (3, 1, 1, False)), ((1, 2, 4, 7), (2, 3, 1, True)),
+              ((2, 1, 9, 6), ((3, 2), (1, 2), (1, 0), True)), ((1, 3, 5, 5), (1, 2, 0, True))]
+POOL_IDS = [f"x{'x'.join(map(str, s))}-k{o[0]}s{o[1]}p{o[2]}-{'ceil' if o[3] else 'floor'}"
+            for s, o in POOL_CASES]
+
+
+def _pool_inputs(rng, x_shape):
+    """Ties (values from {0, 1, 2}), -inf and NaN, so the host kernel must follow the rule."""
+    x = rng.integers(0, 3, x_shape).astype(np.float64)
+    x[rng.random(x_shape) < 0.1] = -np.inf
+    x[rng.random(x_shape) < 0.05] = np.nan
+    return x
+
+
+def _pool_call(function, arrays, x_shape, cache, outputs):
+    """Call a host pool kernel: arrays are the raw inputs, outputs (shape, ctype) pairs."""
+    kernel, stride, padding = cache.kernel, cache.stride, cache.padding
+    geometry = [*x_shape, *kernel, *cache.argmax.shape[2:], *stride, *padding]
+    results = [np.empty(shape, dtype) for shape, dtype in outputs]
+    pointers = [np.ascontiguousarray(a).ctypes.data_as(ctypes.c_void_p) for a in arrays]
+    function(*pointers, *[ctypes.c_int(v) for v in geometry],
+             *[r.ctypes.data_as(ctypes.c_void_p) for r in results],
+             ctypes.c_ssize_t(results[0].size))
+    return results
+
+
+@pytest.mark.parametrize("x_shape, options", POOL_CASES, ids=POOL_IDS)
+def test_max_pool2d_forward_kernel_matches_numpy(host_kernels, rng, x_shape, options):
+    x = _pool_inputs(rng, x_shape)
+    want_y, cache = max_pool2d_forward(x, *options)
+    y, argmax = _pool_call(host_kernels.max_pool2d_forward, [x], x_shape, cache,
+                           [(want_y.shape, np.float64), (want_y.shape, np.int8)])
+    np.testing.assert_array_equal(y, want_y)            # NaNs in the same places
+    np.testing.assert_array_equal(argmax, cache.argmax)
+
+
+@pytest.mark.parametrize("x_shape, options", POOL_CASES, ids=POOL_IDS)
+def test_max_pool2d_backward_gather_kernel_matches_numpy(host_kernels, rng, x_shape, options):
+    y, cache = max_pool2d_forward(_pool_inputs(rng, x_shape), *options)
+    dy = rng.standard_normal(y.shape)
+    dx, = _pool_call(host_kernels.max_pool2d_backward, [dy, cache.argmax], x_shape, cache,
+                     [(x_shape, np.float64)])
+    # the gather sums in the NumPy path's order of kernel offsets: bit for bit equal
+    np.testing.assert_array_equal(dx, max_pool2d_backward(dy, cache))

@@ -1,7 +1,7 @@
 """The ops that ``minifcn gradcheck NAME`` knows, each with a small, seeded test case.
 
 An entry says which command-line options the op takes (name -> type: ``int``, ``float``,
-or ``bool`` for a flag) and how to build ``(forward, backward, inputs)`` from them;
+``str``, or ``bool`` for a flag) and how to build ``(forward, backward, inputs)`` from them;
 ``presets`` are the configurations that ``minifcn gradcheck all`` runs. The command line
 offers the union of all entries' options as ``--name`` flags (``output_padding`` becomes
 ``--output-padding``). A layer registers itself like this::
@@ -16,15 +16,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..backend import get_array_module
 from ..ops import (conv2d_backward, conv2d_forward, conv_transpose2d_backward,
                    conv_transpose2d_forward)
+from ..ops import upsample_bilinear2d_backward, upsample_bilinear2d_forward
+from ..ops import max_pool2d_backward, max_pool2d_forward
+from ..ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+from ..ops import (crop_backward, crop_forward, dropout_backward, dropout_forward,
+                   relu_backward, relu_forward)
 
 
 @dataclass(frozen=True)
 class OpEntry:
     name: str
     build: object            # build(rng, **options) -> (forward, backward, inputs)
-    options: dict            # option name -> type (int, float or bool) the op accepts
+    options: dict            # option name -> type (int, float, str or bool) the op accepts
     presets: tuple           # option dicts that `gradcheck all` runs
 
 
@@ -92,3 +98,68 @@ def _conv_transpose2d_case(rng, kernel=3, stride=1, padding=0, output_padding=0,
     bias = rng.standard_normal(2)
     return (conv_transpose2d_forward, conv_transpose2d_backward,
             [x, weight, bias, stride, padding, output_padding, dilation])
+
+
+@register("upsample_bilinear2d", options=dict(size=int, scale_factor=float, align_corners=bool),
+          presets=({}, {"align_corners": True}, {"scale_factor": 0.6},
+                   {"scale_factor": 1.5, "align_corners": True}, {"size": 4}))
+def _upsample_bilinear2d_case(rng, size=None, scale_factor=None, align_corners=False):
+    if size is None and scale_factor is None:
+        scale_factor = 2.0
+    x = rng.standard_normal((2, 3, 5, 6))
+    return (upsample_bilinear2d_forward, upsample_bilinear2d_backward,
+            [x, size, scale_factor, align_corners])
+
+
+# reduction is a string option (argparse passes it through; the forward rejects unknown ones).
+@register("softmax_cross_entropy", options=dict(reduction=str, weighted=bool),
+          presets=({}, {"weighted": True}, {"reduction": "sum"},
+                   {"reduction": "none", "weighted": True}))
+def _softmax_cross_entropy_case(rng, reduction="mean", weighted=False):
+    logits = rng.standard_normal((2, 4, 3, 5))
+    target = rng.integers(0, 4, (2, 3, 5))
+    target[rng.random(target.shape) < 0.2] = 255                # some void pixels
+    class_weight = rng.uniform(0.5, 2.0, 4) if weighted else None
+
+    def softmax_cross_entropy(logits, target):
+        # the class weight is a constant here, not a checked input: match logits' dtype/device
+        weight = (None if class_weight is None
+                  else get_array_module(logits).asarray(class_weight, dtype=logits.dtype))
+        return softmax_cross_entropy_forward(logits, target, weight, 255, reduction)
+
+    return softmax_cross_entropy, softmax_cross_entropy_backward, [logits, target]
+
+
+@register("relu")
+def _relu_case(rng):
+    # |x| >= 0.1: central differences with a small eps never straddle the kink at 0
+    magnitude = rng.uniform(0.1, 2.0, (2, 3, 5, 6))
+    x = magnitude * rng.choice([-1.0, 1.0], magnitude.shape)
+    return relu_forward, relu_backward, [x]
+
+
+# The int seed among the inputs makes every forward call draw the same mask: a fixed,
+# deterministic function of x, which is what finite differences need.
+@register("dropout", options=dict(p=float), presets=({}, {"p": 0.2}))
+def _dropout_case(rng, p=0.5):
+    x = rng.standard_normal((2, 3, 5, 6))
+    seed = int(rng.integers(2**31))
+    return dropout_forward, dropout_backward, [x, p, True, seed]
+
+
+@register("crop", options=dict(offset=int), presets=({}, {"offset": 0}))
+def _crop_case(rng, offset=5):
+    # FCN's score_pool4 crop has offset 5; the input always fits the (5, 4) crop
+    x = rng.standard_normal((2, 3, offset + 7, offset + 8))
+    return crop_forward, crop_backward, [x, offset, (5, 4)]
+
+
+# A shuffled linspace has no ties, and its values lie 2/335 apart, so an eps-sized step never
+# changes a window's winner (max pooling's kinks). 7x8 gives ceil mode a partial window.
+@register("max_pool2d", options=dict(kernel=int, stride=int, padding=int, ceil_mode=bool),
+          presets=({}, {"ceil_mode": True}, {"kernel": 3, "stride": 1, "padding": 1},
+                   {"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True},
+                   {"kernel": 2, "stride": 3, "padding": 1, "ceil_mode": True}))
+def _max_pool2d_case(rng, kernel=2, stride=None, padding=0, ceil_mode=False):
+    x = rng.permutation(2 * 3 * 7 * 8).reshape(2, 3, 7, 8) / 167.5 - 1.0   # on [-1, 1]
+    return max_pool2d_forward, max_pool2d_backward, [x, kernel, stride, padding, ceil_mode]

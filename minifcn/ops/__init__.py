@@ -18,13 +18,30 @@ x_pad      x with P zeros added on each side of H and W
 dy         gradient of the loss with respect to the op's output y
 =========  ==============================================================
 """
+from .activation import (DropoutCache, ReLUCache, dropout_backward, dropout_forward,
+                         relu_backward, relu_forward)
 from .conv import Conv2dCache, conv2d_backward, conv2d_forward
 from .conv_transpose import (ConvTranspose2dCache, conv_transpose2d_backward,
                              conv_transpose2d_forward)
+from .crop import CropCache, crop_backward, crop_forward
 from .im2col import col2im, conv_output_size, conv_transpose_output_size, im2col
+from .loss import (SoftmaxCrossEntropyCache, log_softmax, softmax,
+                   softmax_cross_entropy_backward, softmax_cross_entropy_forward)
+from .pool import (MaxPool2dCache, max_pool2d_backward, max_pool2d_forward,
+                   max_pool2d_output_size)
+from .upsample import (Upsample2dCache, bilinear_kernel, bilinear_upsampling_weight,
+                       upsample_bilinear2d_backward, upsample_bilinear2d_forward)
 
 __all__ = [
+    "ReLUCache", "relu_forward", "relu_backward",
+    "DropoutCache", "dropout_forward", "dropout_backward",
+    "CropCache", "crop_forward", "crop_backward",
     "Conv2dCache", "conv2d_forward", "conv2d_backward",
     "ConvTranspose2dCache", "conv_transpose2d_forward", "conv_transpose2d_backward",
     "im2col", "col2im", "conv_output_size", "conv_transpose_output_size",
+    "SoftmaxCrossEntropyCache", "softmax_cross_entropy_forward",
+    "softmax_cross_entropy_backward", "softmax", "log_softmax",
+    "Upsample2dCache", "upsample_bilinear2d_forward", "upsample_bilinear2d_backward",
+    "bilinear_kernel", "bilinear_upsampling_weight",
+    "MaxPool2dCache", "max_pool2d_forward", "max_pool2d_backward", "max_pool2d_output_size",
 ]

@@ -61,6 +61,62 @@ _COL2IM_BODY = r"""
 """
 
 
+_POOL_PARAMS = ("int32 N, int32 C, int32 H, int32 W, int32 KH, int32 KW, int32 OH, int32 OW, "
+                "int32 SH, int32 SW, int32 PH, int32 PW")
+
+# Thread i writes y[n, c, oh, ow] and argmax[n, c, oh, ow]: the maximum of the window's part
+# inside x (the -inf padding never wins) and its kernel offset kh*KW + kw. The running
+# maximum starts at the window's first element inside x and moves on `v > best || isnan(v)`,
+# PyTorch's rule: the first maximum in row-major order wins ties, a NaN wins the window.
+_MAX_POOL_FORWARD_BODY = r"""
+    ptrdiff_t t = i;
+    const int ow = t % OW; t /= OW;
+    const int oh = t % OH;
+    const ptrdiff_t plane = t / OH;                  /* n * C + c */
+    const int h0 = oh * SH - PH, w0 = ow * SW - PW;  /* window origin, may be in the padding */
+    const int hs = max(h0, 0), he = min(h0 + KH, H);
+    const int ws = max(w0, 0), we = min(w0 + KW, W);
+    const T* xp = &x[plane * H * W];
+    T best = xp[hs * W + ws];
+    int arg = (hs - h0) * KW + (ws - w0);
+    for (int h = hs; h < he; ++h) {
+        for (int w = ws; w < we; ++w) {
+            const T v = xp[h * W + w];
+            if (v > best || isnan(v)) {
+                best = v;
+                arg = (h - h0) * KW + (w - w0);
+            }
+        }
+    }
+    y = best;
+    argmax = arg;
+"""
+
+# Thread i writes dx[n, c, h, w]: the sum of dy over the windows that contain (h, w) and
+# chose it. Output row oh's window covers rows [oh*SH - PH, oh*SH - PH + KH), so (h, w) lies
+# in the windows oh = ceil((h + PH - KH + 1) / SH) .. floor((h + PH) / SH), likewise ow.
+# They are visited with oh and ow decreasing, i.e. kernel offsets (kh, kw) increasing, the
+# NumPy path's order: a gather without atomics, deterministic and equal to the CPU sum.
+_MAX_POOL_BACKWARD_BODY = r"""
+    ptrdiff_t t = i;
+    const int w = t % W; t /= W;
+    const int h = t % H;
+    const ptrdiff_t plane = t / H;                   /* n * C + c */
+    const int oh_lo = max(0, (h + PH - KH + SH) / SH), oh_hi = min(OH - 1, (h + PH) / SH);
+    const int ow_lo = max(0, (w + PW - KW + SW) / SW), ow_hi = min(OW - 1, (w + PW) / SW);
+    T sum = 0;
+    for (int oh = oh_hi; oh >= oh_lo; --oh) {
+        const int kh = h + PH - oh * SH;
+        for (int ow = ow_hi; ow >= ow_lo; --ow) {
+            const int kw = w + PW - ow * SW;
+            const ptrdiff_t o = (plane * OH + oh) * OW + ow;
+            if (argmax[o] == kh * KW + kw) sum += dy[o];
+        }
+    }
+    dx = sum;
+"""
+
+
 @functools.lru_cache(maxsize=None)
 def _kernel(name: str):
     cupy = import_cupy()
@@ -70,6 +126,12 @@ def _kernel(name: str):
     if name == "col2im":
         return cupy.ElementwiseKernel(f"raw T col, {_GEOMETRY_PARAMS}", "T img",
                                       _COL2IM_BODY, "minifcn_col2im")
+    if name == "max_pool2d_forward":
+        return cupy.ElementwiseKernel(f"raw T x, {_POOL_PARAMS}", "T y, I argmax",
+                                      _MAX_POOL_FORWARD_BODY, "minifcn_max_pool2d_forward")
+    if name == "max_pool2d_backward":
+        return cupy.ElementwiseKernel(f"raw T dy, raw I argmax, {_POOL_PARAMS}", "T dx",
+                                      _MAX_POOL_BACKWARD_BODY, "minifcn_max_pool2d_backward")
     raise KeyError(name)
 
 
@@ -96,3 +158,32 @@ def col2im_gpu(col, x_shape, kernel, stride, padding, dilation, out):
     img = cupy.empty(tuple(int(s) for s in x_shape), dtype=col.dtype)
     _kernel("col2im")(col, *_geometry_args(x_shape, kernel, stride, padding, dilation, out), img)
     return img
+
+
+def _pool_args(x_shape, kernel, stride, padding, out):
+    N, C, H, W = (int(s) for s in x_shape)
+    return (N, C, H, W, kernel[0], kernel[1], out[0], out[1],
+            stride[0], stride[1], padding[0], padding[1])
+
+
+def max_pool2d_forward_gpu(x, kernel, stride, padding, out, index_dtype):
+    """CuPy max pooling, one thread per output: returns y and argmax, both (N, C, OH, OW)."""
+    cupy = import_cupy()
+    x = cupy.ascontiguousarray(x)
+    shape = tuple(x.shape[:2]) + tuple(out)
+    y = cupy.empty(shape, dtype=x.dtype)
+    argmax = cupy.empty(shape, dtype=index_dtype)
+    _kernel("max_pool2d_forward")(x, *_pool_args(x.shape, kernel, stride, padding, out),
+                                  y, argmax)
+    return y, argmax
+
+
+def max_pool2d_backward_gpu(dy, argmax, x_shape, kernel, stride, padding):
+    """CuPy max-pooling backward as a gather, one thread per input pixel: returns dx."""
+    cupy = import_cupy()
+    dy = cupy.ascontiguousarray(dy)
+    out = tuple(argmax.shape[2:])
+    dx = cupy.empty(tuple(int(s) for s in x_shape), dtype=dy.dtype)
+    _kernel("max_pool2d_backward")(dy, argmax, *_pool_args(x_shape, kernel, stride, padding,
+                                                          out), dx)
+    return dx

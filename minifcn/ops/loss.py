@@ -1,0 +1,305 @@
+r"""Softmax cross-entropy over the class axis, with ``softmax`` and ``log_softmax`` helpers.
+
+FCN scores every pixel with C class logits and trains on the cross-entropy of their softmax
+against an integer label map, skipping "void" pixels (255 in PASCAL VOC). The loss follows
+``torch.nn.functional.cross_entropy`` with integer targets: class ``weight``,
+``ignore_index`` and ``reduction`` mean the same there and here.
+
+Every exponential is taken of ``x - max(x)``, which is at most 0, so nothing overflows: with
+:math:`m = \max_c x_c`,
+
+.. math::
+
+    \log \sum_c e^{x_c} = m + \log \sum_c e^{x_c - m}, \qquad
+    \mathrm{softmax}(x)_c = \frac{e^{x_c - m}}{\sum_k e^{x_k - m}}.
+
+No one-hot matrix is ever built: the target's logit is gathered through flat indices, and
+the backward subtracts 1 at the same positions.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import NamedTuple
+
+import numpy as np
+
+from ..backend import array_module_of, get_array_module
+from . import _checks
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+# --- softmax and log_softmax ---------------------------------------------------------------
+
+def softmax(x, axis=1):
+    r"""Softmax along ``axis`` (the class axis of ``(N, C, ...)`` scores by default).
+
+    Parameters
+    ----------
+    x : array (..., C, ...), float32 or float64
+    axis : int
+
+    Returns
+    -------
+    p : array shaped like x, same dtype; entries in [0, 1] summing to 1 along ``axis``
+
+    Notes
+    -----
+    .. math:: p_c = \frac{e^{x_c - m}}{\sum_k e^{x_k - m}}, \qquad m = \max_k x_k
+
+    Subtracting the maximum changes nothing mathematically and keeps every exponent <= 0.
+    """
+    axis = _check_softmax_args(x, axis)
+    xp = get_array_module(x)
+    e = x - x.max(axis=axis, keepdims=True)            # <= 0, so exp cannot overflow
+    xp.exp(e, out=e)
+    e /= e.sum(axis=axis, keepdims=True)               # the max's own term is 1: no 0/0
+    return e
+
+
+def log_softmax(x, axis=1):
+    r"""Logarithm of :func:`softmax`, computed without taking the log of a rounded zero.
+
+    Parameters
+    ----------
+    x : array (..., C, ...), float32 or float64
+    axis : int
+
+    Returns
+    -------
+    array shaped like x, same dtype; entries <= 0
+
+    Notes
+    -----
+    .. math:: \log p_c = (x_c - m) - \log \sum_k e^{x_k - m}, \qquad m = \max_k x_k
+
+    so a class whose probability underflows to 0 still gets its finite log-probability.
+    """
+    axis = _check_softmax_args(x, axis)
+    xp = get_array_module(x)
+    z = x - x.max(axis=axis, keepdims=True)            # <= 0
+    z -= xp.log(xp.exp(z).sum(axis=axis, keepdims=True))
+    return z
+
+
+def _check_softmax_args(x, axis) -> int:
+    _checks.float_array("x", x)
+    if not (isinstance(axis, numbers.Integral) and not isinstance(axis, bool)):
+        raise TypeError(f"axis must be an int, got {axis!r}")
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"axis must be in [-{x.ndim}, {x.ndim}) for x of shape "
+                         f"{tuple(x.shape)}, got {axis}")
+    return int(axis) % x.ndim
+
+
+# --- softmax cross-entropy -----------------------------------------------------------------
+
+class SoftmaxCrossEntropyCache(NamedTuple):
+    """What ``softmax_cross_entropy_backward`` needs: the softmax probabilities (cached, not
+    recomputed; the backward starts from a copy of them) and per-pixel factors."""
+    prob: object          # (N, C, S) softmax of the logits, S = H*W (1 for (N, C) logits)
+    index: object         # (N, S) int64: flat position of (n, t[n, s], s) in prob
+    scale: object         # (N, S) w[t] / normaliser; 0 at ignored pixels
+    logits_shape: tuple   # (N, C, H, W) or (N, C): the shape dlogits takes
+    reduction: str
+
+
+def softmax_cross_entropy_forward(logits, target, weight=None, ignore_index=255,
+                                  reduction="mean"):
+    r"""Cross-entropy of the softmax of ``logits`` against integer ``target``, like
+    ``torch.nn.functional.cross_entropy(logits, target, weight, ignore_index=...,
+    reduction=...)``.
+
+    Parameters
+    ----------
+    logits : array (N, C, H, W), or (N, C), or (N, C, d1, ..., dk); float32 or float64
+    target : integer array (N, H, W) (resp. (N,), (N, d1, ..., dk)) of class indices in
+        [0, C), or ``ignore_index``. Any integer dtype (uint8 label maps are fine).
+    weight : array (C,) or None; a rescaling weight per class, same dtype as logits.
+    ignore_index : int; pixels with this label get zero loss and zero gradient and do not
+        count in the mean. 255 (PASCAL VOC's void) by default; PyTorch's default is -100.
+    reduction : ``"mean"``, ``"sum"`` or ``"none"``
+
+    Returns
+    -------
+    loss : 0-d array of logits' dtype for ``"mean"`` and ``"sum"``; for ``"none"`` an
+        array shaped like target, 0 at ignored pixels.
+    cache : SoftmaxCrossEntropyCache for :func:`softmax_cross_entropy_backward`. It holds
+        the softmax probabilities (one array the size of logits).
+
+    Raises
+    ------
+    ValueError
+        for a label outside [0, C) that is not ``ignore_index`` (naming the value, how many
+        there are and where the first is), for shapes that do not match, and for an unknown
+        reduction. Checking the labels reads one boolean back from the GPU.
+    TypeError
+        for a non-integer target, non-float logits, or weight of another dtype.
+
+    Notes
+    -----
+    With :math:`t` the label of a pixel, :math:`x` its C logits and :math:`m = \max_c x_c`,
+
+    .. math::
+
+        \ell = -w_t \log \mathrm{softmax}(x)_t
+             = w_t \Big(\log \sum_c e^{x_c - m} - (x_t - m)\Big)
+
+    (the log-sum-exp trick: every exponent is <= 0), with :math:`w_t = 1` without weights
+    and :math:`\ell = 0` at ignored pixels. Over the valid pixels V the reductions are
+
+    ========  ==================================================================
+    mean      :math:`L = \sum_{i \in V} \ell_i \,/\, Z`, :math:`Z = \sum_{i \in V} w_{t_i}`
+              (the pixel count without weights), as PyTorch divides
+    sum       :math:`L = \sum_{i \in V} \ell_i` (FCN's original, unnormalised loss)
+    none      :math:`\ell_i` per pixel
+    ========  ==================================================================
+
+    **Every pixel ignored, "mean"** (more generally :math:`Z = 0`): PyTorch returns NaN
+    (0/0). Here the loss is 0 and the gradient is zero, so a batch of pure void pixels
+    leaves training untouched instead of poisoning the weights with NaN. ``"sum"`` gives 0
+    as PyTorch does.
+    """
+    reduction, ignore_index = _check_options(reduction, ignore_index)
+    xp = _check_arrays(logits, target, weight)
+    N, C = logits.shape[:2]
+    S = int(np.prod(logits.shape[2:], dtype=np.int64))   # pixels per image; 1 for (N, C)
+    t = target.reshape(N, S).astype(xp.int64)               # (N, S), a copy we may change
+    valid = t != ignore_index
+    _check_labels(xp, t, valid, C, ignore_index, target.shape)
+    t[~valid] = 0                                           # any class: its scale is 0
+    index = (xp.arange(N, dtype=xp.int64)[:, None] * C + t) * S + xp.arange(S)  # (N, S)
+
+    x = logits.reshape(N, C, S)                             # a view when strides allow
+    z = xp.empty((N, C, S), dtype=logits.dtype)             # C order: flat indices hold
+    xp.subtract(x, x.max(axis=1, keepdims=True), out=z)     # x - m <= 0
+    z_t = z.reshape(-1)[index]                              # (N, S): x_t - m, no one-hot
+    xp.exp(z, out=z)                                        # (N, C, S), all in [0, 1]
+    sum_exp = z.sum(axis=1)                                 # (N, S), >= 1
+    prob = z
+    prob /= sum_exp[:, None, :]                             # the softmax, kept for backward
+
+    w_t = valid.astype(logits.dtype) if weight is None else weight[t] * valid   # (N, S)
+    pixel_loss = w_t * (xp.log(sum_exp) - z_t)             # (N, S), 0 where ignored
+    loss, scale = _reduce(xp, pixel_loss, w_t, reduction)
+    if reduction == "none":
+        loss = loss.reshape(target.shape)                   # (N, H, W)
+    return loss, SoftmaxCrossEntropyCache(prob, index, scale, tuple(logits.shape), reduction)
+
+
+def _reduce(xp, pixel_loss, w_t, reduction):
+    """The loss, and the factor (dL/d ell_i) * w_t per pixel that the backward needs."""
+    if reduction == "none":
+        return pixel_loss, w_t
+    if reduction == "sum":
+        return xp.asarray(pixel_loss.sum(), dtype=pixel_loss.dtype), w_t
+    total_weight = w_t.sum()
+    # Z = 0 (every pixel ignored): divide by 1 instead, and the loss is 0/1 = 0, scale 0.
+    # xp.where keeps this on the device: no GPU synchronisation to test Z.
+    normaliser = xp.where(total_weight != 0, total_weight, xp.ones_like(total_weight))
+    loss = xp.asarray(pixel_loss.sum() / normaliser, dtype=pixel_loss.dtype)
+    return loss, w_t / normaliser
+
+
+def softmax_cross_entropy_backward(dloss, cache: SoftmaxCrossEntropyCache):
+    r"""Gradient of :func:`softmax_cross_entropy_forward` with respect to the logits.
+
+    Parameters
+    ----------
+    dloss : the upstream gradient: a 0-d array or a Python number for ``"mean"`` and
+        ``"sum"``; for ``"none"`` an array shaped like target (a number is broadcast).
+        Arrays must have the logits' dtype and device.
+    cache : SoftmaxCrossEntropyCache from the forward
+
+    Returns
+    -------
+    dlogits : array shaped like logits
+    None, None : target (integer labels) and weight get no gradient
+
+    Notes
+    -----
+    The derivative of :math:`\ell = -w_t \log \mathrm{softmax}(x)_t` is
+    :math:`w_t\,(\mathrm{softmax}(x) - e_t)`, so
+
+    .. math::
+
+        \frac{\partial L}{\partial x_{n,c,s}} =
+            g_{n,s}\, \frac{w_t}{Z}\, \big(p_{n,c,s} - [c = t_{n,s}]\big)
+
+    with :math:`g` = dloss (per pixel for ``"none"``), :math:`Z` the mean's normaliser
+    (1 for ``"sum"`` and ``"none"``), and 0 at ignored pixels. The indicator is applied by
+    subtracting at the cached flat indices, never as a one-hot matrix.
+    """
+    xp = get_array_module(cache.prob)
+    g = _upstream(xp, dloss, cache) * cache.scale           # (N, S)
+    dlogits = xp.empty(cache.prob.shape, cache.prob.dtype)  # (N, C, S), C order
+    xp.multiply(cache.prob, g[:, None, :], out=dlogits)
+    dlogits.reshape(-1)[cache.index] -= g                   # - [c = t]: one entry per pixel
+    return dlogits.reshape(cache.logits_shape), None, None  # (N, C, H, W)
+
+
+def _upstream(xp, dloss, cache):
+    """dloss as an array of the cache's dtype: 0-d, or (N, S) for reduction="none"."""
+    dtype = cache.prob.dtype
+    if isinstance(dloss, numbers.Real) and not isinstance(dloss, bool):
+        return xp.asarray(dloss, dtype=dtype)
+    N, S = cache.index.shape
+    expected = (cache.logits_shape[:1] + cache.logits_shape[2:]
+                if cache.reduction == "none" else ())
+    _checks.float_array("dloss", dloss)
+    array_module_of(dloss=dloss, logits=cache.prob)
+    if tuple(dloss.shape) != expected:
+        raise ValueError(f"dloss must have the loss's shape {expected} "
+                         f"(reduction={cache.reduction!r}), got {tuple(dloss.shape)}")
+    if dloss.dtype != dtype:
+        raise TypeError(f"dloss has dtype {dloss.dtype} but the forward ran in {dtype}")
+    return dloss.reshape(N, S) if cache.reduction == "none" else dloss
+
+
+# --- argument checks -----------------------------------------------------------------------
+
+def _check_options(reduction, ignore_index):
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}, "
+                         f"got {reduction!r}")
+    if not isinstance(ignore_index, numbers.Integral) or isinstance(ignore_index, bool):
+        raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
+    return reduction, int(ignore_index)
+
+
+def _check_arrays(logits, target, weight):
+    """Validate the three arrays; return their array module."""
+    _checks.float_array("logits", logits)
+    if logits.ndim < 2:
+        raise ValueError("logits must be at least 2-D, (N, C) or (N, C, H, W), "
+                         f"got shape {tuple(logits.shape)}")
+    if not (hasattr(target, "dtype") and hasattr(target, "shape")):
+        raise TypeError(f"target must be a NumPy or CuPy array, got {type(target).__name__}")
+    if target.dtype.kind not in "iu":
+        raise TypeError(f"target must hold integer class indices (e.g. int64 or uint8), "
+                        f"got dtype {target.dtype}")
+    expected = tuple(logits.shape[:1] + logits.shape[2:])
+    if tuple(target.shape) != expected:
+        raise ValueError(f"target must have shape {expected} to match logits "
+                         f"{tuple(logits.shape)} (N, C, ...), got {tuple(target.shape)}")
+    if weight is not None:
+        _checks.float_array("weight", weight, ndim=1, what=" (C,)")
+        if weight.shape[0] != logits.shape[1]:
+            raise ValueError(f"weight must have shape ({logits.shape[1]},), one entry per "
+                             f"class of logits {tuple(logits.shape)}, got {tuple(weight.shape)}")
+    xp = array_module_of(logits=logits, target=target, weight=weight)
+    _checks.same_dtype("logits", logits, weight=weight)
+    return xp
+
+
+def _check_labels(xp, t, valid, n_classes, ignore_index, shape):
+    """Raise ValueError naming the first label outside [0, C) that is not ignore_index."""
+    bad = valid & ((t < 0) | (t >= n_classes))
+    if not bool(bad.any()):
+        return
+    where = xp.flatnonzero(bad)
+    first = int(where[0])
+    value = int(t.reshape(-1)[first])
+    position = tuple(int(i) for i in np.unravel_index(first, shape))
+    raise ValueError(f"target has {where.size} label(s) outside [0, {n_classes}) that are not "
+                     f"ignore_index={ignore_index}: the first is {value} at index {position}")
