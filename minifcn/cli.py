@@ -34,6 +34,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("minifcn: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:                    # output piped into `head`: not an error
+        sys.stderr.close()
+        return 0
     except Exception:                          # a bug: show everything, exit 1
         traceback.print_exc()
         print("minifcn: internal error (the traceback above is a bug report)", file=sys.stderr)
@@ -46,6 +49,8 @@ def _build_parser():
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     _add_gradcheck(commands)
+    _add_convert(commands)
+    _add_summary(commands)
     return parser
 
 
@@ -145,3 +150,90 @@ def _tolerances(args) -> dict:
 def _describe(name, options) -> str:
     given = ", ".join(f"{k}={v}" for k, v in options.items() if v is not None)
     return f"{name}({given})"
+
+
+# --- minifcn convert ------------------------------------------------------------------------
+
+def _add_convert(commands):
+    p = commands.add_parser(
+        "convert", help="convert PyTorch weights (.pth) to minifcn's .npz",
+        description="Convert a PyTorch state dict of the reference FCN models (pytorch-fcn: "
+                    "conv1_1.weight, ..., score_fr, upscore*) or of torchvision's VGG16 "
+                    "(features.N, classifier.0/3 reshaped into fc6/fc7) into minifcn's .npz "
+                    "weight file. Needs torch; the file is read with weights_only=True.")
+    p.add_argument("src", metavar="SRC.pth", help="a file written by torch.save")
+    p.add_argument("dst", metavar="DST.npz", help="the weight file to write (replaced atomically)")
+    p.set_defaults(run=_run_convert)
+
+
+def _run_convert(args) -> int:
+    import os
+
+    from .convert import ConversionError, TorchUnavailableError, convert_file
+
+    src, dst = args.src, args.dst
+    if os.path.exists(src) and os.path.exists(dst) and os.path.samefile(src, dst):
+        raise UserError(f"convert: SRC and DST are the same file ({dst}); choose another DST")
+    try:
+        result = convert_file(src, dst)
+    except (ConversionError, TorchUnavailableError) as err:
+        raise UserError(f"convert: {err}") from None
+    except OSError as err:
+        raise UserError(f"convert: cannot write {dst}: {err.strerror or err}") from None
+    n_class = f", n_class {result.metadata['n_class']}" if "n_class" in result.metadata else ""
+    notes = "".join(f"; {note}" for note in result.notes)
+    print(f"converted {src} ({result.layout} layout) to {dst}: {result.arch}"
+          f"{n_class}, width {result.metadata['width']:g}, {len(result.arrays)} arrays{notes}")
+    return 0
+
+
+# --- minifcn summary ------------------------------------------------------------------------
+
+def _add_summary(commands):
+    from .models import ARCHITECTURES
+
+    p = commands.add_parser(
+        "summary", help="print an FCN's layers: shapes, parameters, FLOPs, workspace, offsets",
+        description="Print, layer by layer, the output shape, parameters, forward FLOPs, "
+                    "im2col workspace, receptive field and coordinate map of an FCN on an "
+                    "input size, with the crop offsets the coordinate maps give and the "
+                    "totals. Computed from the layers' size formulas, without running the "
+                    "network or allocating its weights.")
+    p.add_argument("arch", metavar="ARCH", choices=tuple(ARCHITECTURES),
+                   help=", ".join(ARCHITECTURES))
+    p.add_argument("--input", required=True, type=_height_width, metavar="HxW",
+                   help="image size, e.g. 500x500")
+    p.add_argument("--width", type=float, default=1.0, help="channel width in (0, 1] "
+                   "(default 1: the paper's network)")
+    p.add_argument("--n-class", type=int, default=21, metavar="K", help="default 21")
+    p.add_argument("--batch", type=int, default=1, metavar="N", help="default 1")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="the dtype the workspace is counted in (default float32)")
+    p.set_defaults(run=_run_summary)
+
+
+def _height_width(text: str) -> tuple:
+    """'500x500' -> (500, 500); argparse reports the TypeError as a usage error."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 500x500, got {text!r}") \
+            from None
+    if min(height, width) < 1:
+        raise argparse.ArgumentTypeError(f"height and width must be positive, got {text!r}")
+    return height, width
+
+
+def _run_summary(args) -> int:
+    from .summary import format_summary, summarize_arch
+
+    try:
+        rows = summarize_arch(args.arch, args.input, batch=args.batch, width=args.width,
+                              n_class=args.n_class, dtype=np.dtype(args.dtype))
+    except ValueError as err:
+        raise UserError(f"summary: {err}") from None
+    (height, width), shape = args.input, rows[0].shape
+    print(format_summary(rows, title=f"{args.arch}, width {args.width:g}, n_class "
+                                     f"{args.n_class}, input {'x'.join(map(str, shape))} "
+                                     f"({height}x{width}), {args.dtype}"))
+    return 0

@@ -17,7 +17,6 @@ summands, and the trunk receives the skip gradients at pool4 and pool3.
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
@@ -28,54 +27,56 @@ from .vgg import VGG16Trunk, scaled
 
 
 class _FCN(VGG16Trunk):
-    """What the FCN variants share: the trunk, the head, the score and upscore layers."""
+    """What the FCN variants share: the trunk, the head, the score and upscore layers.
+
+    Parameters (of every variant)
+    -----------------------------
+    n_class : int, 21 for PASCAL VOC (20 classes and background)
+    width : float in (0, 1], scales every trunk and head channel count; 1.0 is the paper's
+        network, 1/16 one that trains on a CPU in minutes
+    learn_upsampling : bool; the upscore layers start bilinear and stay frozen
+        (``requires_grad=False``, as in the reference) unless this is True
+    dropout : float in [0, 1), the rate of drop6 and drop7
+    dtype : float32 or float64
+    rng : numpy Generator or int seed
+    init : "kaiming" (He-normal trunk and head for training from scratch, the default),
+        "default" (PyTorch's) or "zeros" (before loading weights: instant, and no memory is
+        touched until the weights arrive). Score layers always start at zero.
+    """
 
     arch = ""
     pool4_scale = 1.0      # FCN-8s at-once scales the skip features before scoring them
     pool3_scale = 1.0
 
     def __init__(self, n_class=21, width=1.0, learn_upsampling=False, dropout=0.5,
-                 dtype=np.float32, rng=None):
+                 dtype=np.float32, rng=None, init="kaiming"):
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-        super().__init__(width, dtype, rng)
+        super().__init__(width, dtype, rng, init)
         self.n_class = _checks.positive_int("n_class", n_class)
         self.learn_upsampling = bool(learn_upsampling)
         self.dtype = np.dtype(dtype)
         head = scaled(4096, width)
-        self.fc6 = Conv2d(self.trunk_channels, head, 7, dtype=dtype, rng=rng)
+        self.fc6 = Conv2d(self.trunk_channels, head, 7, dtype=dtype, rng=rng, init=init)
         self.relu6 = ReLU()
         self.drop6 = Dropout(dropout, rng=rng)
-        self.fc7 = Conv2d(head, head, 1, dtype=dtype, rng=rng)
+        self.fc7 = Conv2d(head, head, 1, dtype=dtype, rng=rng, init=init)
         self.relu7 = ReLU()
         self.drop7 = Dropout(dropout, rng=rng)
         self.score_fr = self._score(head)
-        self._kaiming_init(rng)
 
     # --- construction helpers -----------------------------------------------------------
     def _score(self, in_channels):
         """A 1x1 scoring convolution; it starts at zero, as in the reference."""
-        layer = Conv2d(in_channels, self.n_class, 1, dtype=self.dtype)
-        layer.weight.data[...] = 0
-        layer.bias.data[...] = 0
-        return layer
+        return Conv2d(in_channels, self.n_class, 1, dtype=self.dtype, init="zeros")
 
     def _upscore(self, factor):
         """A transposed conv upsampling by ``factor``: kernel 2*factor, bilinear weights,
         frozen unless ``learn_upsampling``."""
         layer = ConvTranspose2d(self.n_class, self.n_class, 2 * factor, stride=factor,
-                                bias=False, dtype=self.dtype)
+                                bias=False, dtype=self.dtype, init="zeros")
         layer.weight.data = bilinear_upsampling_weight(self.n_class, 2 * factor, self.dtype)
         layer.weight.requires_grad = self.learn_upsampling
         return layer
-
-    def _kaiming_init(self, rng):
-        """Trunk and head convolutions: He-normal weights for ReLU nets, zero biases."""
-        for layer in self.trunk_path(5) + [self.fc6, self.fc7]:
-            if isinstance(layer, Conv2d):
-                fan_in = int(np.prod(layer.weight.shape[1:]))
-                layer.weight.data = rng.normal(0.0, math.sqrt(2.0 / fan_in),
-                                               layer.weight.shape).astype(self.dtype)
-                layer.bias.data[...] = 0
 
     def head_path(self) -> list:
         return [self.fc6, self.relu6, self.drop6, self.fc7, self.relu7, self.drop7,
@@ -114,8 +115,8 @@ class FCN32s(_FCN):
     arch = "fcn32s"
 
     def __init__(self, n_class=21, width=1.0, learn_upsampling=False, dropout=0.5,
-                 dtype=np.float32, rng=None):
-        super().__init__(n_class, width, learn_upsampling, dropout, dtype, rng)
+                 dtype=np.float32, rng=None, init="kaiming"):
+        super().__init__(n_class, width, learn_upsampling, dropout, dtype, rng, init)
         self.upscore = self._upscore(32)
         to_upscore = path_map(self.trunk_path(5) + self.head_path() + [self.upscore])
         self.crop_output = self._crop_to(to_upscore, IDENTITY, "upscore")
@@ -139,8 +140,8 @@ class FCN16s(_FCN):
     arch = "fcn16s"
 
     def __init__(self, n_class=21, width=1.0, learn_upsampling=False, dropout=0.5,
-                 dtype=np.float32, rng=None):
-        super().__init__(n_class, width, learn_upsampling, dropout, dtype, rng)
+                 dtype=np.float32, rng=None, init="kaiming"):
+        super().__init__(n_class, width, learn_upsampling, dropout, dtype, rng, init)
         self.score_pool4 = self._score(scaled(512, width))
         self.upscore2 = self._upscore(2)
         self.upscore16 = self._upscore(16)
@@ -172,8 +173,8 @@ class FCN8s(_FCN):
     arch = "fcn8s"
 
     def __init__(self, n_class=21, width=1.0, learn_upsampling=False, dropout=0.5,
-                 dtype=np.float32, rng=None):
-        super().__init__(n_class, width, learn_upsampling, dropout, dtype, rng)
+                 dtype=np.float32, rng=None, init="kaiming"):
+        super().__init__(n_class, width, learn_upsampling, dropout, dtype, rng, init)
         self.score_pool4 = self._score(scaled(512, width))
         self.score_pool3 = self._score(scaled(256, width))
         self.upscore2 = self._upscore(2)

@@ -37,9 +37,10 @@ class VGG16Trunk(Module):
     width : float in (0, 1], scales every channel count (1.0 is VGG16 exactly)
     dtype : float32 or float64
     rng : numpy Generator or int seed for the initial weights
+    init : "kaiming" (He-normal, for ReLU nets trained from scratch), "default" or "zeros"
     """
 
-    def __init__(self, width=1.0, dtype=np.float32, rng=None):
+    def __init__(self, width=1.0, dtype=np.float32, rng=None, init="kaiming"):
         self.width = check_width(width)
         rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
         in_channels = 3
@@ -48,7 +49,8 @@ class VGG16Trunk(Module):
                 out_channels = scaled(channels, width)
                 padding = CONV1_1_PADDING if (b, i) == (1, 1) else 1
                 setattr(self, f"conv{b}_{i}", Conv2d(in_channels, out_channels, 3,
-                                                     padding=padding, dtype=dtype, rng=rng))
+                                                     padding=padding, dtype=dtype, rng=rng,
+                                                     init=init))
                 setattr(self, f"relu{b}_{i}", ReLU())
                 in_channels = out_channels
             setattr(self, f"pool{b}", MaxPool2d(2, stride=2, ceil_mode=True))

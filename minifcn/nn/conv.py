@@ -16,15 +16,38 @@ def _rng(rng):
     return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
-class _Conv(Module):
-    """What both convolution layers share: parameters, PyTorch's initialisation, the calls."""
+INITS = ("default", "kaiming", "zeros")
 
-    def __init__(self, weight_shape, fan_in, bias, dtype, rng, **options):
-        rng = _rng(rng)
-        bound = 1.0 / math.sqrt(fan_in)   # kaiming_uniform(a=sqrt(5)) and PyTorch's bias rule
-        self.weight = Parameter(rng.uniform(-bound, bound, weight_shape).astype(dtype))
+
+def initial_values(init, shape, fan_in, dtype, rng, is_bias=False):
+    """Starting values of a weight or bias.
+
+    ``"default"``: PyTorch's, uniform on ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]`` for weight and
+    bias (kaiming_uniform with a = sqrt(5)). ``"kaiming"``: He-normal weights,
+    ``std = sqrt(2 / fan_in)``, for ReLU nets trained from scratch, and zero biases.
+    ``"zeros"``: all zeros (before loading weights; big zero arrays cost no time or memory
+    until written). Drawn directly in ``dtype``.
+    """
+    if init not in INITS:
+        raise ValueError(f"init must be one of {', '.join(map(repr, INITS))}, got {init!r}")
+    if init == "zeros" or (init == "kaiming" and is_bias):
+        return np.zeros(shape, dtype)
+    if init == "kaiming":
+        return rng.standard_normal(shape, dtype=dtype) * dtype.type(math.sqrt(2.0 / fan_in))
+    bound = dtype.type(1.0 / math.sqrt(fan_in))
+    return (rng.random(shape, dtype=dtype) * 2 - 1) * bound
+
+
+class _Conv(Module):
+    """What both convolution layers share: parameters, their initialisation, the calls."""
+
+    def __init__(self, weight_shape, fan_in, bias, dtype, rng, init, **options):
+        rng, dtype = _rng(rng), np.dtype(dtype)
+        _checks.float_dtype("dtype", dtype)
+        self.weight = Parameter(initial_values(init, weight_shape, fan_in, dtype, rng))
         n_out = weight_shape[1] if self.transposed else weight_shape[0]
-        self.bias = Parameter(rng.uniform(-bound, bound, n_out).astype(dtype)) if bias else None
+        self.bias = (Parameter(initial_values(init, n_out, fan_in, dtype, rng, is_bias=True))
+                     if bias else None)
         self.options = options
 
     def forward(self, x):
@@ -59,22 +82,23 @@ class Conv2d(_Conv):
     bias : bool
     dtype : float32 (default) or float64
     rng : numpy Generator or int seed for the initial weights
+    init : "default", "kaiming" or "zeros" (see :func:`initial_values`)
 
-    Weight ``(out_channels, in_channels, KH, KW)`` and bias ``(out_channels,)`` start as
-    PyTorch's do: uniform on ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``, fan_in = C*KH*KW
-    (Kaiming-uniform with a = sqrt(5)).
+    Weight ``(out_channels, in_channels, KH, KW)`` and bias ``(out_channels,)`` start by
+    default as PyTorch's do: uniform on ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``,
+    fan_in = C*KH*KW (Kaiming-uniform with a = sqrt(5)).
     """
     transposed = False
     _forward = staticmethod(conv2d_forward)
     _backward = staticmethod(conv2d_backward)
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 dilation=1, bias=True, dtype=np.float32, rng=None):
+                 dilation=1, bias=True, dtype=np.float32, rng=None, init="default"):
         in_channels = _checks.positive_int("in_channels", in_channels)
         out_channels = _checks.positive_int("out_channels", out_channels)
         kh, kw = _checks.pair("kernel_size", kernel_size, minimum=1)
         super().__init__((out_channels, in_channels, kh, kw), in_channels * kh * kw, bias,
-                         dtype, rng, stride=_checks.pair("stride", stride, minimum=1),
+                         dtype, rng, init, stride=_checks.pair("stride", stride, minimum=1),
                          padding=_checks.pair("padding", padding, minimum=0),
                          dilation=_checks.pair("dilation", dilation, minimum=1))
 
@@ -92,12 +116,13 @@ class ConvTranspose2d(_Conv):
     _backward = staticmethod(conv_transpose2d_backward)
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 output_padding=0, bias=True, dilation=1, dtype=np.float32, rng=None):
+                 output_padding=0, bias=True, dilation=1, dtype=np.float32, rng=None,
+                 init="default"):
         in_channels = _checks.positive_int("in_channels", in_channels)
         out_channels = _checks.positive_int("out_channels", out_channels)
         kh, kw = _checks.pair("kernel_size", kernel_size, minimum=1)
         super().__init__((in_channels, out_channels, kh, kw), out_channels * kh * kw, bias,
-                         dtype, rng, stride=_checks.pair("stride", stride, minimum=1),
+                         dtype, rng, init, stride=_checks.pair("stride", stride, minimum=1),
                          padding=_checks.pair("padding", padding, minimum=0),
                          output_padding=_checks.pair("output_padding", output_padding,
                                                      minimum=0),

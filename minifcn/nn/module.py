@@ -165,11 +165,14 @@ class Module:
         if problems:
             raise ValueError(f"cannot load state_dict into {type(self).__name__}: "
                              + "; ".join(problems))
+        # Convert everything, then assign: a failed cast or copy leaves every parameter as it was.
+        new = {}
         for name, p in params.items():
             if name in state_dict:
                 value = to_device(asnumpy(state_dict[name]), p.device)
-                xp = get_array_module(p.data)
-                p.data = xp.array(value, dtype=p.dtype, copy=True)
+                new[name] = get_array_module(p.data).array(value, dtype=p.dtype, copy=True)
+        for name, value in new.items():
+            params[name].data = value
         return missing, unexpected
 
     def __repr__(self):

@@ -50,6 +50,12 @@ def float_array(name: str, a, ndim: int | None = None, what: str = "") -> None:
                            if a.dtype.kind in "fiub" else ""))
 
 
+def float_dtype(name: str, dtype) -> None:
+    """Check a dtype argument (``numpy.float32`` or ``numpy.float64``)."""
+    if np.dtype(dtype) not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {np.dtype(dtype)}")
+
+
 def same_dtype(reference_name: str, reference, **others) -> None:
     """Ops compute in their inputs' dtype and never cast silently: all must agree."""
     for name, a in others.items():

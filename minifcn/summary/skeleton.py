@@ -1,0 +1,26 @@
+"""A model's structure without its weights: summaries of full-width nets in milliseconds."""
+from __future__ import annotations
+
+import numpy as np
+
+from .trace import LayerRow, summarize
+
+
+def skeleton(arch: str, n_class=21, width=1.0, learn_upsampling=False, dtype=np.float32):
+    """``minifcn.models.ARCHITECTURES[arch]`` built with ``init="zeros"``, for summaries.
+
+    Large zero arrays are mapped by the OS without being touched, so even FCN-8s at width 1
+    (134M weights) is built in milliseconds and costs no memory until written; the
+    structure is the model's own, so a summary of it cannot drift from the model.
+    """
+    from ..models import ARCHITECTURES
+
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
+    return ARCHITECTURES[arch](n_class=n_class, width=width, learn_upsampling=learn_upsampling,
+                               dtype=dtype, init="zeros")
+
+
+def summarize_arch(arch: str, input_hw, batch=1, **model_options) -> list[LayerRow]:
+    """:func:`summarize` of ``skeleton(arch, **model_options)``: instant at any width."""
+    return summarize(skeleton(arch, **model_options), input_hw, batch)
