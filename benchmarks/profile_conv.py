@@ -5,22 +5,21 @@
     python benchmarks/profile_conv.py --what-if         # and alternatives a tuning pass could take
 
 Each stage of ``conv2d_forward`` / ``conv2d_backward`` (minifcn/ops/conv.py) is replayed on its
-own with the same calls and timed as the median of ``--repeat`` runs, beside the whole op, so
-the stages can be checked to add up. im2col is split into its zero padding (``np.pad``) and the
-window copies (``im2col`` of the already padded input, padding 0); col2im into the scatter-add
-onto a zeroed padded image (``col2im`` to the padded shape, padding 0) and the crop copy.
-Stages are timed apart, so caches and fresh-page faults differ a little from the whole op.
+own with the same calls and timed as the median of ``--repeat`` runs (more for stages under
+5 ms), beside the whole op, so the stages can be checked to add up. im2col is split into its
+zero padding (``np.pad``) and the window copies (``im2col`` of the already padded input,
+padding 0); col2im into the scatter-add onto a zeroed padded image (``col2im`` to the padded
+shape, padding 0) and the crop copy. Stages are timed apart, so caches and fresh-page faults
+differ a little from the whole op.
 """
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 
 import numpy as np
 
-from bench_conv import LAYERS, cpu_seconds, make_inputs, other_load  # (script directory)
-from minifcn.bench import time_call
+from _common import parse_profile, print_stages  # (script directory)
+from bench_conv import LAYERS, make_inputs
 from minifcn.ops import col2im, conv2d_backward, conv2d_forward, im2col
 
 
@@ -87,27 +86,15 @@ def what_ifs(layer, x, w, b, dy):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Stage-by-stage CPU time of minifcn's "
-                                     "conv2d forward and backward on one VGG16 layer.")
-    parser.add_argument("--layer", choices=list(LAYERS), default="conv1_2")
-    parser.add_argument("--repeat", type=int, default=10)
-    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--what-if", action="store_true", help="also time alternatives a "
-                        "tuning pass could take (stride 1 only)")
-    args = parser.parse_args(argv)
+    args = parse_profile("Stage-by-stage CPU time of minifcn's conv2d forward and backward "
+                         "on one VGG16 layer.", LAYERS, "conv1_2", argv, " (stride 1 only)")
     layer = LAYERS[args.layer]
     x, w, b, dy = make_inputs(layer, np.dtype(args.dtype), np.random.default_rng(20261121))
     print(f"# {layer.name} {layer.shapes}, batch 1, {args.dtype}; "
-          f"median of {args.repeat} calls; im2col buffer "
+          f"median of {args.repeat}+ calls (as many as fill 50 ms); im2col buffer "
           f"{layer.C * layer.kernel ** 2 * layer.out ** 2 * x.itemsize / 2**20:.0f} MiB")
-    print(f"{'stage':<36}{'ms':>8}{'GFLOP/s':>9}")
-    start, started = cpu_seconds(), time.perf_counter()
     rows = stages(layer, x, w, b, dy) + (what_ifs(layer, x, w, b, dy) if args.what_if else [])
-    for name, fn, flops in rows:
-        seconds = time_call(fn, repeat=args.repeat, warmup=1).median
-        rate = f"{flops / seconds / 1e9:9.0f}" if flops else ""
-        print(f"{name:<36}{seconds * 1e3:8.1f}{rate}", flush=True)
-    print(other_load(start, time.perf_counter() - started))
+    print_stages(rows, args.repeat)
     return 0
 
 

@@ -1,22 +1,38 @@
-r"""Timing helpers for benchmarks: medians of repeated calls, FLOP counts, the BLAS in use.
+r"""Timing helpers for benchmarks: medians of repeated calls, FLOP counts, the machine they ran
+on (CPU, BLAS, threads, other load), torch to compare with, and plain-text table rows.
 
-Nothing here prints; ``benchmarks/`` scripts and the ``minifcn bench`` command format the
-results. On the CPU a call is timed with the host clock (``time.perf_counter``). On a GPU the
-host clock measures only the kernel launches, so CuPy work is timed with CUDA events through
-``cupyx.profiler.benchmark``, imported lazily so that the CPU path never needs CuPy.
+Nothing here prints; ``benchmarks/`` scripts and the ``minifcn bench`` command print the
+strings these functions return. On the CPU a call is timed with the host clock
+(``time.perf_counter``). On a GPU the host clock measures only the kernel launches, so CuPy
+work is timed with CUDA events through ``cupyx.profiler.benchmark``, imported lazily so that
+the CPU path never needs CuPy.
 """
 from __future__ import annotations
 
 import ctypes
+import datetime
+import math
 import os
+import platform
 import time
 from typing import Callable, NamedTuple
 
 import numpy
 
+from . import __version__
+from .backend import asnumpy
+
+# Seconds to pause before timing a callable (``time_call(..., pause=SETTLE)``). A thread pool
+# spins for a while after its last call (OpenBLAS's workers for about 0.1 s), and on 2 cores
+# the other library's spinning pool slows the next one's parallel regions: torch's conv5_1
+# forward took 9 ms right after minifcn's and 5 ms after this pause (benchmarks/README.md).
+SETTLE = 0.3
+
+MAX_CALLS = 1000   # the most calls time_call's min_time may add up to
+
 
 class Timing(NamedTuple):
-    """Summary of ``repeat`` timed calls, in seconds. ``times`` holds every measured call."""
+    """Summary of timed calls, in seconds. ``times`` holds every measured call."""
     median: float
     q1: float
     q3: float
@@ -38,8 +54,9 @@ class Timing(NamedTuple):
 
 
 def time_call(fn: Callable[[], object], *, repeat: int, warmup: int = 1,
-              xp=numpy) -> Timing:
-    """Call ``fn()`` ``warmup`` times untimed, then ``repeat`` times timed.
+              xp=numpy, pause: float = 0.0, min_time: float = 0.0) -> Timing:
+    """Sleep ``pause`` seconds, call ``fn()`` ``warmup`` times untimed, then ``repeat`` times
+    timed, or more while they take less than ``min_time`` in all.
 
     Parameters
     ----------
@@ -47,33 +64,51 @@ def time_call(fn: Callable[[], object], *, repeat: int, warmup: int = 1,
     repeat : int >= 1, the number of timed calls
     warmup : int >= 0, untimed calls first (memory pools, lazily compiled kernels, caches)
     xp : ``numpy`` (host clock) or ``cupy`` (CUDA events on the current device and stream)
+    pause : seconds >= 0 to sleep first, so that the thread pools of whatever ran before stop
+        spinning (see ``SETTLE``)
+    min_time : seconds >= 0; where ``repeat`` calls take less in all, more are timed until
+        they take that long (at most ``MAX_CALLS``), so that the median of a call of a few
+        microseconds rests on enough calls to rise above the scheduler's noise
 
     Returns
     -------
-    Timing : median, quartiles, min and max of the ``repeat`` per-call times, in seconds.
+    Timing : median, quartiles, min and max of the per-call times, in seconds.
     """
     if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
         raise ValueError(f"repeat must be an int >= 1, got {repeat!r}")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+    for name, seconds in (("pause", pause), ("min_time", min_time)):
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+            raise ValueError(f"{name} must be a number of seconds >= 0, got {seconds!r}")
+    time.sleep(pause)
     if xp is numpy:
-        return _time_host(fn, repeat, warmup)
-    from cupyx.profiler import benchmark  # CuPy >= 10; minifcn[gpu] asks for >= 13
-    result = benchmark(fn, n_repeat=repeat, n_warmup=warmup,
-                       name=getattr(fn, "__name__", "fn"))
-    # gpu_times: (len(devices), n_repeat), from events recorded on the current stream
-    # before and after each call; devices defaults to the current one only.
-    return Timing.from_times(result.gpu_times[0])
+        return _time_host(fn, repeat, warmup, min_time)
+    return _time_gpu(fn, repeat, warmup, min_time)
 
 
-def _time_host(fn, repeat, warmup) -> Timing:
+def _time_host(fn, repeat, warmup, min_time) -> Timing:
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeat):
+    times, total = [], 0.0
+    while len(times) < repeat or (total < min_time and len(times) < MAX_CALLS):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
+        total += times[-1]
+    return Timing.from_times(times)
+
+
+def _time_gpu(fn, repeat, warmup, min_time) -> Timing:
+    from cupyx.profiler import benchmark  # CuPy >= 10; minifcn[gpu] asks for >= 13
+    name = getattr(fn, "__name__", "fn")
+    # gpu_times: (len(devices), n_repeat), from events recorded on the current stream
+    # before and after each call; devices defaults to the current one only.
+    times = benchmark(fn, n_repeat=repeat, n_warmup=warmup, name=name).gpu_times[0]
+    if times.sum() < min_time:   # time again, as many calls as fill min_time at this pace
+        calls = math.ceil(min_time / max(float(numpy.median(times)), 1e-9))
+        calls = min(MAX_CALLS, max(repeat, calls))
+        times = benchmark(fn, n_repeat=calls, n_warmup=0, name=name).gpu_times[0]
     return Timing.from_times(times)
 
 
@@ -95,6 +130,36 @@ def conv_flops(x_shape, w_shape, out_hw) -> int:
     OH, OW = (int(s) for s in out_hw)
     return 2 * N * F * OH * OW * C * KH * KW
 
+
+def relative_difference(got, want) -> float:
+    """``max|got - want| / max|want|`` in float64, for NumPy or CuPy arrays (or numbers):
+    how far a result is from a reference, measured against the reference's scale."""
+    got = numpy.asarray(asnumpy(got), numpy.float64)
+    want = numpy.asarray(asnumpy(want), numpy.float64)
+    scale = numpy.abs(want).max(initial=0.0)
+    return float(numpy.abs(got - want).max(initial=0.0) / (scale if scale > 0 else 1.0))
+
+
+def import_torch(device: str = "cpu", skip: bool = False):
+    """``(torch, None)`` to compare with on ``device`` (``"cpu"`` or ``"cuda"``), or
+    ``(None, why)`` when it is left out, missing, or has no CUDA. For ``"cuda"`` TF32 is
+    switched off, so that float32 is compared with float32: cuDNN convolutions default to
+    TF32 on Ampere and later, CuPy's GEMMs do not (unless ``CUPY_TF32=1``)."""
+    if skip:
+        return None, "left out (--no-torch)"
+    try:
+        import torch
+    except ImportError:
+        return None, "not installed (pip install torch==2.13.0); torch columns skipped"
+    if device == "cuda" and not torch.cuda.is_available():
+        return None, f"{torch.__version__} has no usable CUDA; torch columns skipped"
+    if device == "cuda":
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    return torch, None
+
+
+# --- Where a benchmark ran ---------------------------------------------------------------------
 
 def blas_info() -> dict:
     """The BLAS NumPy calls for ``@``: name, version and build configuration, and where they
@@ -147,3 +212,96 @@ def _loaded_libraries(fragment: str) -> list:
     except OSError:
         return []
     return sorted(p for p in paths if fragment in os.path.basename(p))
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def header_lines(*, repeat: int, warmup: int, inputs: str, torch=None, torch_note: str = "",
+                 xp=numpy, min_time: float = 0.0) -> list:
+    """The ``# ``-prefixed lines a benchmark's output starts with: date, machine, Python,
+    NumPy and minifcn versions, NumPy's BLAS and threads, torch (or ``torch_note``, why it
+    is missing), the GPU for CuPy ``xp``, and how calls are timed (``repeat``, ``warmup`` and
+    ``min_time`` as given to :func:`time_call`); ``inputs`` ends the last line (e.g.
+    ``"batch 1, float32, device cpu"``)."""
+    blas = blas_info()
+    lines = [
+        f"date      {datetime.datetime.now().isoformat(timespec='seconds')}",
+        f"machine   {cpu_model()}, {os.cpu_count()} logical CPUs; {platform.platform()}",
+        f"python    {platform.python_version()}; numpy {numpy.__version__}; "
+        f"minifcn {__version__}",
+        f"numpy BLAS {blas['name']} {blas['version']}, threads {blas['threads']}, "
+        f"core {blas['core']}",
+        f"torch     {torch_note}" if torch is None else
+        f"torch     {torch.__version__}, get_num_threads() = {torch.get_num_threads()}",
+    ]
+    if xp is not numpy:
+        props = xp.cuda.runtime.getDeviceProperties(xp.cuda.runtime.getDevice())
+        lines.append(f"GPU       {props['name'].decode()}; cupy {xp.__version__}, "
+                     f"CUPY_TF32={os.environ.get('CUPY_TF32', '0')}"
+                     + ("; torch TF32 off" if torch is not None else ""))
+    clock = "host clock" if xp is numpy else "CUDA events (cupyx.profiler.benchmark)"
+    calls = f"{repeat} calls" if not min_time else \
+        f"{repeat}+ calls (as many as fill {1e3 * min_time:g} ms)"
+    lines.append(f"timing    median of {calls} after {warmup} warm-up, {clock}; {inputs}")
+    return ["# " + line for line in lines]
+
+
+def cpu_seconds():
+    """(busy CPU seconds of the whole machine, CPU seconds of this process) since boot and
+    start; None where /proc/stat is missing. Their difference over a run is other work."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(v) for v in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    busy = sum(ticks) - ticks[3] - ticks[4]   # all but idle and iowait (steal counts as busy)
+    own = os.times()
+    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
+
+
+def other_load(start, seconds: float) -> str:
+    """A line saying how much CPU time other processes used since ``start = cpu_seconds()``,
+    ``seconds`` of wall-clock time ago: a benchmark's noise footer."""
+    end = cpu_seconds()
+    if start is None or end is None:
+        return "other work on the machine: unknown (no /proc/stat)"
+    other = max(0.0, (end[0] - start[0]) - (end[1] - start[1]))
+    return (f"other work on the machine during the run: {other:.1f} CPU-s in {seconds:.0f} s "
+            f"({100 * other / (seconds * os.cpu_count()):.0f}% of {os.cpu_count()} CPUs)")
+
+
+# --- Plain-text tables -------------------------------------------------------------------------
+
+def format_cell(value, spec: str = ".1f") -> str:
+    """``value`` formatted with ``spec``, or ``"-"`` for None (a figure not measured)."""
+    return "-" if value is None else format(value, spec)
+
+
+def format_ratio(numerator, denominator, spec: str = ".2f") -> str:
+    """``numerator / denominator`` formatted, or ``"-"`` when either is None."""
+    if numerator is None or denominator is None:
+        return "-"
+    return format(numerator / denominator, spec)
+
+
+def table_row(cells, columns, left: int = 2) -> str:
+    """One line of a table: ``cells`` (strings) under ``columns`` (``(title, width)`` pairs),
+    two spaces apart, the first ``left`` aligned left (names), the others right (figures)."""
+    return "  ".join(f"{cell:<{width}}" if i < left else f"{cell:>{width}}"
+                     for i, (cell, (_, width)) in enumerate(zip(cells, columns)))
+
+
+def table_head(columns, left: int = 2) -> list:
+    """The titles line of ``columns`` and a rule of dashes as long."""
+    titles = table_row([title for title, _ in columns], columns, left)
+    return [titles, "-" * len(titles)]
