@@ -1,0 +1,261 @@
+r"""Inference: label maps from a trained FCN, their colours, and evaluation over a set.
+
+>>> model = model_from_weights("fcn8s.npz")                   # doctest: +SKIP
+>>> label = predict(model, "dog.jpg")                         # (H, W) uint8 class indices
+>>> Image.fromarray(overlay(read_image("dog.jpg"), label))    # doctest: +SKIP
+>>> class_shares(label, VOC_CLASSES)                          # doctest: +SKIP
+[('background', 0.679), ('dog', 0.321)]
+
+Images are read with :func:`minifcn.data.read_image`: any size and mode (RGBA, greyscale,
+palette) becomes ``(H, W, 3)`` uint8 RGB, EXIF orientation applied, Pillow's
+decompression-bomb guard on. Nothing in this module prints.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .backend import asnumpy, device_of, to_device
+from .data.shapes import CLASS_NAMES as SHAPES_CLASSES
+from .data.transforms import normalize
+from .data.voc import VOC_CLASSES, VOC_PALETTE, read_image
+from .io import WeightsError, read_weights
+from .metrics import ConfusionMatrix
+
+
+def predict(model, image, preprocess: str = "reference") -> np.ndarray:
+    r"""Segment one image: the per-pixel argmax of the model's class scores.
+
+    Parameters
+    ----------
+    model : Module
+        An FCN taking ``(N, 3, H, W)`` and returning scores ``(N, K, H, W)``. It runs in
+        eval mode for the call (dropout off); each submodule's mode is restored after.
+    image : ndarray (H, W, 3) uint8 RGB, or str / os.PathLike
+        A path is read with :func:`~minifcn.data.read_image` (any mode, EXIF applied).
+    preprocess : {"reference", "imagenet"}
+        The normalisation the model was trained with (see ``minifcn.data.transforms``).
+
+    Returns
+    -------
+    ndarray, (H, W) uint8
+        Class indices, on the host, whatever the model's device.
+
+    Notes
+    -----
+    The input is cast to the model's dtype and moved to its device (that of its first
+    parameter); :math:`\hat y_{h,w} = \arg\max_k s_{k,h,w}`.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        image = read_image(image)
+    image = _rgb_uint8("image", image)
+    device, dtype = _placement(model)
+    x = normalize(image, preprocess)[None].astype(dtype, copy=False)   # (1, 3, H, W)
+    x = to_device(x, device)
+    modes = [(module, module.training) for _, module in model.named_modules()]
+    try:
+        model.eval()
+        scores = model(x)                                               # (1, K, H, W)
+    finally:
+        for module, training in modes:
+            module.training = training
+            vars(module).pop("_cache", None)    # no backward follows: free the activations
+    _check_scores(scores, image.shape[:2])
+    return asnumpy(scores[0].argmax(axis=0)).astype(np.uint8)          # (H, W)
+
+
+def model_from_weights(path, arch=None, n_class=None, width=None, device: str = "cpu",
+                       dtype=None, with_metadata: bool = False):
+    """Build the FCN a weight file was saved from and load the weights into it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by :func:`minifcn.io.save_weights` (or ``minifcn convert``).
+    arch, n_class, width : optional
+        Override the file's metadata, or supply it where the file has none (a plain .npz):
+        ``arch`` one of ``minifcn.models.ARCHITECTURES``.
+    device : str
+        ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    dtype : float32 or float64, optional
+        Default: the file's dtype where it is one of those, else float32.
+    with_metadata : bool
+        Return ``(model, metadata)`` instead of the model.
+
+    Returns
+    -------
+    Module, in eval mode
+
+    Raises
+    ------
+    WeightsError
+        A missing or damaged file, metadata lacking and not supplied (the message names
+        the arguments to pass), an unknown architecture, or weights that do not fit it.
+    """
+    from .models import ARCHITECTURES
+
+    path = os.fspath(path)
+    arrays, metadata = read_weights(path)
+    given = {"arch": arch, "n_class": n_class, "width": width}
+    spec = {k: v if v is not None else metadata.get(k) for k, v in given.items()}
+    missing = [k for k, v in spec.items() if v is None]
+    if missing:
+        raise WeightsError(f"{path!r} does not record its {', '.join(missing)}; pass "
+                           + ", ".join(f"{k}=..." for k in missing)
+                           + " (command line: " + " ".join(f"--{k.replace('_', '-')}"
+                                                            for k in missing) + ")")
+    if spec["arch"] not in ARCHITECTURES:
+        raise WeightsError(f"{path!r} holds weights for architecture {spec['arch']!r}, which "
+                           f"minifcn does not build (known: {', '.join(ARCHITECTURES)})")
+    try:
+        model = ARCHITECTURES[spec["arch"]](n_class=spec["n_class"], width=spec["width"],
+                                            dtype=_dtype(dtype, metadata), init="zeros")
+    except (TypeError, ValueError) as err:
+        raise WeightsError(f"{path!r}: cannot build {spec['arch']} with n_class="
+                           f"{spec['n_class']!r}, width={spec['width']!r}: {err}") from None
+    try:
+        model.load_state_dict(arrays, strict=True)
+    except ValueError as err:
+        raise WeightsError(f"{path!r} does not fit {spec['arch']} (n_class={spec['n_class']}, "
+                           f"width={spec['width']}): {err}") from None
+    model.to(device).eval()
+    return (model, metadata) if with_metadata else model
+
+
+def class_names(n_class: int, metadata=None) -> tuple:
+    """Names for ``n_class`` classes: the metadata's ``classes`` where it has them, else the
+    VOC names (21), the shapes names (4), or ``class0, class1, ...``."""
+    recorded = (metadata or {}).get("classes")
+    if isinstance(recorded, list) and len(recorded) == n_class:
+        return tuple(str(name) for name in recorded)
+    known = {len(VOC_CLASSES): VOC_CLASSES, len(SHAPES_CLASSES): SHAPES_CLASSES}
+    return known.get(n_class, tuple(f"class{i}" for i in range(n_class)))
+
+
+def colorize(label, palette=VOC_PALETTE) -> np.ndarray:
+    """Colour a label map: ``(H, W)`` class indices -> ``(H, W, 3)`` uint8, ``palette[label]``.
+
+    ``palette`` is ``(P, 3)`` uint8, row ``c`` the RGB of class ``c`` (default the 256 VOC
+    colours, so the ignore label 255 is coloured too).
+    """
+    label, palette = _label("label", label), _palette(palette)
+    if label.size and int(label.max()) >= len(palette):
+        raise ValueError(f"label holds class {int(label.max())} but palette has only "
+                         f"{len(palette)} colours")
+    return palette[label]                                             # (H, W, 3)
+
+
+def overlay(image, label, palette=VOC_PALETTE, alpha: float = 0.5) -> np.ndarray:
+    r"""Blend the colourised ``label`` over ``image``: ``(H, W, 3)`` uint8.
+
+    Notes
+    -----
+    :math:`o = \mathrm{round}((1 - \alpha)\, x + \alpha\, \mathrm{palette}[y])`, per pixel
+    and channel; ``alpha`` 0 gives the image, 1 the colour map.
+    """
+    image = _rgb_uint8("image", image)
+    colours = colorize(label, palette)
+    if colours.shape != image.shape:
+        raise ValueError(f"label must be (H, W) = {image.shape[:2]} like the image, got "
+                         f"{colours.shape[:2]}")
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
+    mixed = (1.0 - alpha) * image + alpha * colours.astype(np.float64)   # (H, W, 3)
+    return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
+
+
+def class_shares(label, class_names) -> list:
+    """The classes present in ``label`` with their share of its pixels, largest first.
+
+    Returns ``[(name, fraction), ...]`` (fractions sum to 1; ties in class order), e.g.
+    ``[("background", 0.679), ("dog", 0.321)]``.
+    """
+    label, names = _label("label", label), list(class_names)
+    if label.size == 0:
+        return []
+    if int(label.max()) >= len(names):
+        raise ValueError(f"label holds class {int(label.max())} but class_names has only "
+                         f"{len(names)} names")
+    counts = np.bincount(label.ravel(), minlength=len(names))         # (K,)
+    order = sorted(np.flatnonzero(counts), key=lambda k: (-counts[k], k))
+    return [(names[k], float(counts[k] / label.size)) for k in order]
+
+
+def evaluate(model, dataset, preprocess: str = "reference", n_class=None,
+             ignore_index: int | None = 255):
+    """Predict every item of ``dataset`` and score the set with one :class:`ConfusionMatrix`.
+
+    Parameters
+    ----------
+    model : Module
+    dataset : sequence of (image (H, W, 3) uint8, label (H, W) int)
+        Untransformed items, e.g. a :class:`~minifcn.data.VOCSegmentation`.
+    preprocess : {"reference", "imagenet"}
+    n_class : int, optional
+        Default ``model.n_class``.
+    ignore_index : int or None
+        Target value skipped by the metrics (VOC's 255 border).
+
+    Returns
+    -------
+    SegmentationMetrics
+    """
+    matrix = ConfusionMatrix(n_class if n_class is not None else model.n_class, ignore_index)
+    for i in range(len(dataset)):
+        image, target = dataset[i]
+        matrix.update(predict(model, image, preprocess), np.asarray(target))
+    return matrix.compute()
+
+
+# --- small helpers ----------------------------------------------------------------------------
+
+def _placement(model):
+    """The device and dtype of the model's first parameter (cpu, float32 without any)."""
+    params = model.parameters()
+    if not params:
+        return "cpu", np.dtype(np.float32)
+    return device_of(params[0].data), params[0].data.dtype
+
+
+def _dtype(dtype, metadata):
+    if dtype is not None:
+        return np.dtype(dtype)
+    recorded = metadata.get("dtype")
+    return np.dtype(recorded) if recorded in ("float32", "float64") else np.dtype(np.float32)
+
+
+def _check_scores(scores, size):
+    if getattr(scores, "ndim", 0) != 4 or tuple(scores.shape[2:]) != tuple(size) \
+            or scores.shape[0] != 1:
+        raise ValueError(f"model must return scores (1, K, {size[0]}, {size[1]}) for a "
+                         f"{size[0]}x{size[1]} image, got shape {getattr(scores, 'shape', None)}")
+    if scores.shape[1] > 256:
+        raise ValueError(f"predict returns uint8 labels: at most 256 classes, got "
+                         f"{scores.shape[1]}")
+
+
+def _rgb_uint8(name, image) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"{name} must be an (H, W, 3) uint8 RGB array or an image path, got "
+                         f"{image.dtype} array of shape {image.shape}")
+    return image
+
+
+def _label(name, label) -> np.ndarray:
+    label = asnumpy(label)
+    if label.ndim != 2 or label.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be an (H, W) integer label map, got {label.dtype} "
+                         f"array of shape {label.shape}")
+    if label.size and int(label.min()) < 0:
+        raise ValueError(f"{name} must hold class indices >= 0, got {int(label.min())}")
+    return label
+
+
+def _palette(palette) -> np.ndarray:
+    palette = np.asarray(palette)
+    if palette.ndim != 2 or palette.shape[1] != 3 or palette.dtype != np.uint8:
+        raise ValueError(f"palette must be a (P, 3) uint8 array of RGB colours, got "
+                         f"{palette.dtype} array of shape {palette.shape}")
+    return palette
