@@ -1,0 +1,49 @@
+"""The ``minifcn`` command line: argparse subcommands.
+
+Exit status: 0 success, 1 a failed check or an internal error, 2 a user error (bad
+argument, missing file, unavailable device), reported as one line without a traceback.
+"""
+from __future__ import annotations
+
+import sys
+import traceback
+
+from .. import __version__
+from . import convert, gradcheck, predict, summary
+from .common import Parser, UserError
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.run(args)
+    except UserError as err:
+        print(f"minifcn: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("minifcn: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:                    # output piped into `head`: not an error
+        sys.stderr.close()
+        return 0
+    except Exception:                          # a bug: show everything, exit 1
+        traceback.print_exc()
+        print("minifcn: internal error (the traceback above is a bug report)", file=sys.stderr)
+        return 1
+
+
+def build_parser():
+    parser = Parser(prog="minifcn", description="Fully convolutional networks in NumPy/CuPy.")
+    parser.add_argument("--version", action="version", version=f"minifcn {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
+    commands.required = True
+    gradcheck.add(commands)
+    convert.add(commands)
+    summary.add(commands)
+    predict.add_predict(commands)
+    predict.add_evaluate(commands)
+    return parser
+
+
+__all__ = ["UserError", "build_parser", "main"]

@@ -1,0 +1,37 @@
+"""``minifcn convert SRC.pth DST.npz``: PyTorch FCN or VGG16 weights to minifcn's .npz."""
+from __future__ import annotations
+
+from .common import UserError
+
+
+def add(commands):
+    p = commands.add_parser(
+        "convert", help="convert PyTorch weights (.pth) to minifcn's .npz",
+        description="Convert a PyTorch state dict of the reference FCN models (pytorch-fcn: "
+                    "conv1_1.weight, ..., score_fr, upscore*) or of torchvision's VGG16 "
+                    "(features.N, classifier.0/3 reshaped into fc6/fc7) into minifcn's .npz "
+                    "weight file. Needs torch; the file is read with weights_only=True.")
+    p.add_argument("src", metavar="SRC.pth", help="a file written by torch.save")
+    p.add_argument("dst", metavar="DST.npz", help="the weight file to write (replaced atomically)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    import os
+
+    from ..convert import ConversionError, TorchUnavailableError, convert_file
+
+    src, dst = args.src, args.dst
+    if os.path.exists(src) and os.path.exists(dst) and os.path.samefile(src, dst):
+        raise UserError(f"convert: SRC and DST are the same file ({dst}); choose another DST")
+    try:
+        result = convert_file(src, dst)
+    except (ConversionError, TorchUnavailableError) as err:
+        raise UserError(f"convert: {err}") from None
+    except OSError as err:
+        raise UserError(f"convert: cannot write {dst}: {err.strerror or err}") from None
+    n_class = f", n_class {result.metadata['n_class']}" if "n_class" in result.metadata else ""
+    notes = "".join(f"; {note}" for note in result.notes)
+    print(f"converted {src} ({result.layout} layout) to {dst}: {result.arch}"
+          f"{n_class}, width {result.metadata['width']:g}, {len(result.arrays)} arrays{notes}")
+    return 0

@@ -1,0 +1,44 @@
+"""``minifcn summary ARCH --input HxW``: an FCN's layers, shapes, FLOPs and offsets."""
+from __future__ import annotations
+
+import numpy as np
+
+from .common import UserError, height_width
+
+
+def add(commands):
+    from ..models import ARCHITECTURES
+
+    p = commands.add_parser(
+        "summary", help="print an FCN's layers: shapes, parameters, FLOPs, workspace, offsets",
+        description="Print, layer by layer, the output shape, parameters, forward FLOPs, "
+                    "im2col workspace, receptive field and coordinate map of an FCN on an "
+                    "input size, with the crop offsets the coordinate maps give and the "
+                    "totals. Computed from the layers' size formulas, without running the "
+                    "network or allocating its weights.")
+    p.add_argument("arch", metavar="ARCH", choices=tuple(ARCHITECTURES),
+                   help=", ".join(ARCHITECTURES))
+    p.add_argument("--input", required=True, type=height_width, metavar="HxW",
+                   help="image size, e.g. 500x500")
+    p.add_argument("--width", type=float, default=1.0, help="channel width in (0, 1] "
+                   "(default 1: the paper's network)")
+    p.add_argument("--n-class", type=int, default=21, metavar="K", help="default 21")
+    p.add_argument("--batch", type=int, default=1, metavar="N", help="default 1")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="the dtype the workspace is counted in (default float32)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..summary import format_summary, summarize_arch
+
+    try:
+        rows = summarize_arch(args.arch, args.input, batch=args.batch, width=args.width,
+                              n_class=args.n_class, dtype=np.dtype(args.dtype))
+    except ValueError as err:
+        raise UserError(f"summary: {err}") from None
+    (height, width), shape = args.input, rows[0].shape
+    print(format_summary(rows, title=f"{args.arch}, width {args.width:g}, n_class "
+                                     f"{args.n_class}, input {'x'.join(map(str, shape))} "
+                                     f"({height}x{width}), {args.dtype}"))
+    return 0
