@@ -246,6 +246,10 @@ def _plain(value):
         return int(value)
     if isinstance(value, numbers.Real):
         return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
     return str(value)
 
 

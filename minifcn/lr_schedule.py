@@ -11,6 +11,9 @@ A schedule is a factor of the iteration, :math:`\eta_t = \eta_0 \, f(t)`, with
                                (FCN / DeepLab; ``PolynomialLR(total_iters=T, power=p)``)
 =============================  ===========================================================
 
+``warmup=W`` multiplies any schedule by a linear ramp, :math:`\min(1, (t + 1) / W)`, so the
+first steps of a network trained from scratch are small (Goyal et al.'s gradual warm-up).
+
 Call ``scheduler.step()`` once per iteration, after ``optimizer.step()``; after ``k`` calls
 every group's ``lr`` is :math:`\eta_0 f(k)`, as with PyTorch's schedulers::
 
@@ -61,12 +64,15 @@ class LRScheduler:
     schedule : str or callable
         ``"constant"``, ``"step"`` or ``"poly"`` (options as keywords), or any function of
         the iteration returning a factor.
+    warmup : int
+        Iterations of linear warm-up before the schedule's own factor applies fully
+        (default 0: none).
     **options
         The schedule's options: ``step_size``, ``gamma`` for ``"step"``; ``max_iter``,
         ``power`` for ``"poly"``.
     """
 
-    def __init__(self, optimizer, schedule="constant", **options):
+    def __init__(self, optimizer, schedule="constant", warmup: int = 0, **options):
         if callable(schedule):
             if options:
                 raise TypeError(f"options {sorted(options)} are for named schedules only")
@@ -79,6 +85,9 @@ class LRScheduler:
         else:
             raise ValueError(f"schedule must be one of {sorted(SCHEDULES)} or a function of "
                              f"the iteration, got {schedule!r}")
+        if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
+            raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+        self.warmup = int(warmup)
         self.optimizer = optimizer
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
         self.iteration = 0
@@ -87,6 +96,8 @@ class LRScheduler:
     def lr_at(self, it: int) -> list[float]:
         """Each group's learning rate at iteration ``it``."""
         f = self.factor(it)
+        if self.warmup:
+            f *= min(1.0, (it + 1) / self.warmup)
         return [base * f for base in self.base_lrs]
 
     def step(self) -> None:

@@ -286,7 +286,7 @@ class TrainResult(NamedTuple):
 def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
           val_every: int = 0, log_every: int = 10, log_path=None, checkpoint_dir=None,
           checkpoint_every: int = 0, resume=None, config=None, progress: bool = True,
-          n_class: int | None = None) -> TrainResult:
+          n_class: int | None = None, stop_after: int | None = None) -> TrainResult:
     """Train ``model`` until ``iters`` iterations are done in all.
 
     Parameters
@@ -310,6 +310,9 @@ def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
     config : JSON-serialisable dict stored in checkpoints
     progress : show a tqdm bar (loss, lr, it/s); nothing else is printed
     n_class : classes for validation; default ``model.n_class``
+    stop_after : leave after this many iterations of this call, as an interruption would
+        (``last.npz`` is written there), without changing the schedule's ``iters``; a
+        later call with ``resume`` continues (for time-limited jobs)
 
     Raises
     ------
@@ -317,6 +320,8 @@ def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
         When a logged loss is NaN or inf; no checkpoint is written after it.
     """
     iters = positive_int("iters", iters)
+    if stop_after is not None:
+        stop_after = positive_int("stop_after", stop_after)
     n_class = n_class if n_class is not None else model.n_class
     start, best, metrics = 0, float("nan"), None
     if resume is not None:
@@ -335,10 +340,11 @@ def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
                         scheduler=scheduler, batches=batches if isinstance(batches, BatchStream)
                         else None, config=config, best_mean_iou=best, metrics=metrics)
 
+    stop = iters if stop_after is None else min(iters, start + stop_after)
     model.train()
     with tqdm(total=iters, initial=start, disable=not progress, unit="it",
               dynamic_ncols=True) as bar:
-        for it in range(start + 1, iters + 1):
+        for it in range(start + 1, stop + 1):
             lr = optimizer.param_groups[0]["lr"]       # the rate this step uses
             images, labels = next(batches)
             loss = train_step(model, optimizer, images, labels, scheduler)
@@ -346,8 +352,8 @@ def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
             bar.update(1)
             validate = val is not None and ((val_every and it % val_every == 0) or it == iters)
             save = checkpoint_dir is not None and (
-                validate or it == iters or (checkpoint_every and it % checkpoint_every == 0))
-            if not (validate or save or it % log_every == 0 or it == iters):
+                validate or it == stop or (checkpoint_every and it % checkpoint_every == 0))
+            if not (validate or save or it % log_every == 0 or it == stop):
                 continue
             logged = float(loss_sum) / window            # the one host read of the window
             if not math.isfinite(logged):
@@ -373,7 +379,7 @@ def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
             if save:
                 checkpoint("last.npz", it)
                 last_good = os.path.join(checkpoint_dir, "last.npz")
-    return TrainResult(max(start, iters), logged, best, metrics)
+    return TrainResult(max(start, stop), logged, best, metrics)
 
 
 def _append_row(path, row: dict) -> None:

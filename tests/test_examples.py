@@ -24,6 +24,22 @@ EXPECTED = {
         "dy was modified",
     ],
     "cpu_vs_gpu": ["conv2d forward+backward", "max_pool2d forward+backward"],
+    "train_shapes": [
+        "a batch: images (2, 3, 192, 192) float32",
+        "iteration   250  loss",                          # the hand-written loop ran through
+        "held-out test set: 24 images never trained on",
+        "mean IoU",
+        "does not reach the demo's quality",              # the short default says so
+        "wrote shapes_fcn8s.npz",
+    ],
+    "segment_image": [
+        "BARELY TRAINED",                                 # no weights in a fresh folder
+        "generated shapes_sample.png",
+        "classes found in shapes_sample.png:",
+        "read back equal: True",                          # the label PNG holds class indices
+        "wrote shapes_sample_overlay.png",
+        "wrote shapes_sample_panels.png",
+    ],
 }
 
 

@@ -194,6 +194,21 @@ def test_schedule_formulas():
     assert rel_error(half[:, 0], 1e-3 * 0.5 ** np.arange(4)) < 1e-15
 
 
+def test_warmup_ramps_any_schedule_linearly():
+    base = [1e-3, 2e-3]
+    warm = _our_lrs(lambda o: LRScheduler(o, "poly", max_iter=10, warmup=4), base, 12)
+    it = np.arange(13)[:, None]
+    ramp = np.minimum(1.0, (it + 1) / 4)
+    want = np.array(base) * ramp * (1 - np.minimum(it, 10) / 10) ** 0.9
+    assert rel_error(warm, want) < 1e-15
+    assert warm[0, 0] == pytest.approx(0.25 * 1e-3 * (1.0 ** 0.9))
+    const = _our_lrs(lambda o: LRScheduler(o, lambda t: 1.0, warmup=2), base, 3)
+    np.testing.assert_allclose(const[:, 1], [1e-3, 2e-3, 2e-3, 2e-3])
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="warmup must be an int >= 0"):
+            LRScheduler(Adam([Parameter(np.zeros(2))], lr=1.0), warmup=bad)
+
+
 # --- state_dict round trips -------------------------------------------------------------------
 
 def _train(xp, model, opt, sched, grads):

@@ -9,7 +9,7 @@ import sys
 import traceback
 
 from .. import __version__
-from . import convert, gradcheck, predict, summary
+from . import convert, demo, gradcheck, predict, summary, train
 from .common import Parser, UserError
 
 
@@ -38,11 +38,13 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"minifcn {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
     commands.required = True
+    demo.add(commands)
     gradcheck.add(commands)
     convert.add(commands)
     summary.add(commands)
     predict.add_predict(commands)
     predict.add_evaluate(commands)
+    train.add(commands)
     return parser
 
 

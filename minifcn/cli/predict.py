@@ -11,8 +11,9 @@ def _add_model_options(p):
     p.add_argument("--weights", required=True, metavar="W.npz",
                    help="a weight file written by minifcn (train, convert, save_weights)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--preprocess", choices=("reference", "imagenet"), default="reference",
-                   help="the normalisation the model was trained with (default reference)")
+    p.add_argument("--preprocess", choices=("reference", "imagenet"),
+                   help="the normalisation the model was trained with (default: the one "
+                        "the weight file records, else reference)")
     p.add_argument("--arch", choices=tuple(ARCHITECTURES),
                    help="only for a weight file without minifcn metadata")
     p.add_argument("--n-class", type=int, metavar="K",
@@ -34,6 +35,11 @@ def _load_model(args, command):
                                              device=args.device, with_metadata=True)
     except (WeightsError, ValueError, RuntimeError) as err:
         raise UserError(f"{command}: {err}") from None
+    if args.preprocess is None:
+        args.preprocess = metadata.get("preprocess", "reference")
+        if args.preprocess not in ("reference", "imagenet"):
+            raise UserError(f"{command}: {args.weights} records an unknown preprocess "
+                            f"{args.preprocess!r}; pass --preprocess reference or imagenet")
     return model, class_names(model.n_class, metadata)
 
 

@@ -1,0 +1,62 @@
+"""``minifcn demo``: train a narrow FCN-8s on generated shapes, score it, draw the results."""
+from __future__ import annotations
+
+from .common import UserError
+
+
+def add(commands):
+    from ..demo import RECIPE
+
+    p = commands.add_parser(
+        "demo", help="train a narrow FCN-8s on generated shapes and show the results",
+        description="Generate a shapes data set, train an FCN-8s of width 1/16 on it, score "
+                    "it on held-out images and write into --out: metrics.txt, curves.png "
+                    "(loss and validation mean IoU), examples/*.png (ground truth | "
+                    "prediction | overlay | mask), samples/*.png (images to try 'minifcn "
+                    "predict' on), model.npz, log.csv and checkpoints. About 5 minutes on "
+                    "2 CPU cores.")
+    p.add_argument("--out", default="minifcn-demo", metavar="DIR",
+                   help="output folder (default ./minifcn-demo)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--iters", type=int, default=RECIPE["iters"],
+                   help=f"training iterations (default {RECIPE['iters']})")
+    p.add_argument("--test-images", type=int, default=RECIPE["n_test"], metavar="N",
+                   help=f"held-out images scored at the end (default {RECIPE['n_test']})")
+    p.add_argument("--seed", type=int, default=0, help="data, initialisation and order")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    import os
+
+    from ..backend import import_cupy, parse_device
+    from ..demo import run_demo
+
+    if args.iters < 1 or args.test_images < 1:
+        raise UserError(f"demo: --iters and --test-images must be at least 1, got "
+                        f"{args.iters} and {args.test_images}")
+    if args.seed < 0:
+        raise UserError(f"demo: --seed must be non-negative, got {args.seed}")
+    try:
+        if parse_device(args.device)[0] == "cuda":
+            import_cupy()
+    except (ValueError, RuntimeError) as err:
+        raise UserError(f"demo: {err}") from None
+    try:
+        result = run_demo(args.out, device=args.device, iters=args.iters, seed=args.seed,
+                          n_test=args.test_images, progress=not args.no_progress)
+    except OSError as err:
+        raise UserError(f"demo: cannot write into {args.out}: {err.strerror or err}") \
+            from None
+    out = args.out
+    print(f"wrote into {os.path.abspath(out)}:")
+    for what, name in (("metrics", "metrics.txt"), ("loss and mean IoU curves", "curves.png"),
+                       ("ground truth | prediction | overlay | mask", "examples/"),
+                       ("the weights", "model.npz"), ("the training log", "log.csv")):
+        print(f"  {os.path.join(out, name):<32} {what}")
+    sample = result.files.get("sample0")
+    if sample:
+        print(f"try: minifcn predict {sample} --weights {result.files['model']} --out "
+              f"{os.path.join(out, 'predicted')}")
+    return 0

@@ -1,0 +1,159 @@
+"""``minifcn train --data-dir D``: train an FCN on a VOC-layout folder, with checkpoints."""
+from __future__ import annotations
+
+import os
+
+from .common import UserError, height_width
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("poly", "step", "constant")
+DEFAULT_LR = {"adam": 1e-3, "sgd": 1e-4}
+
+
+def add(commands):
+    from ..models import ARCHITECTURES
+
+    p = commands.add_parser(
+        "train", help="train an FCN on a VOC-layout folder (checkpoints, log, resume)",
+        description="Train an FCN on DIR/ImageSets/Segmentation/<split>.txt, validate on the "
+                    "val split every --val-every iterations, and write into --out: log.csv, "
+                    "last.npz and best.npz (checkpoints: --resume continues one exactly) and "
+                    "model.npz (the best weights, for predict and evaluate).")
+    p.add_argument("--data-dir", required=True, metavar="D",
+                   help="folder holding JPEGImages/, SegmentationClass/, ImageSets/")
+    p.add_argument("--split", default="train", help="training split (default train)")
+    p.add_argument("--val-split", default="val",
+                   help="validation split (default val; 'none' for no validation)")
+    p.add_argument("--n-class", type=int, metavar="K",
+                   help="number of classes; label values K..254 are an error (default: "
+                        "the number of --classes, else 21 as in VOC)")
+    p.add_argument("--classes", type=_names, metavar="A,B,...",
+                   help="class names in index order, comma-separated (default: the VOC "
+                        "names for 21 classes, else class0, class1, ...); recorded in "
+                        "model.npz for predict")
+    p.add_argument("--out", default="minifcn-train", metavar="DIR",
+                   help="output folder (default ./minifcn-train)")
+    p.add_argument("--model", choices=tuple(ARCHITECTURES), default="fcn8s",
+                   help="default fcn8s")
+    p.add_argument("--width", type=float, default=1.0,
+                   help="channel width in (0, 1] (default 1: the paper's network)")
+    p.add_argument("--init", metavar="VGG16.npz",
+                   help="start trunk and fc6/fc7 from VGG16 weights converted with "
+                        "'minifcn convert' (sets the width); default: from scratch (Kaiming)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--iters", type=int, default=1000, help="iterations in all (default 1000)")
+    p.add_argument("--batch-size", type=int, default=1, help="default 1")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="default adam")
+    p.add_argument("--lr", type=float, help="learning rate (default: "
+                   + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + ")")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    p.add_argument("--weight-decay", type=float, default=5e-4,
+                   help="L2 decay of weights, not biases (default 5e-4)")
+    p.add_argument("--schedule", choices=SCHEDULES, default="poly",
+                   help="learning-rate schedule (default poly, power 0.9)")
+    p.add_argument("--warmup", type=int, default=0, metavar="N",
+                   help="linear learning-rate warm-up over the first N iterations (default 0)")
+    p.add_argument("--dropout", type=float, default=0.5, help="drop6/drop7 rate (default 0.5)")
+    p.add_argument("--crop", type=height_width, metavar="HxW",
+                   help="random crop of each training image (after a random rescale by "
+                        "--scale); default: whole images")
+    p.add_argument("--scale", type=float, nargs=2, default=(1.0, 1.0), metavar=("LOW", "HIGH"),
+                   help="random rescale range for training (default 1 1: none)")
+    p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    p.add_argument("--preprocess", choices=("reference", "imagenet"), default="reference",
+                   help="input normalisation (default reference: BGR minus the mean; "
+                        "recorded in model.npz for predict)")
+    p.add_argument("--val-every", type=int, default=0, metavar="N",
+                   help="validate every N iterations (default: only at the end)")
+    p.add_argument("--log-every", type=int, default=10, metavar="N", help="default 10")
+    p.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                   help="also write last.npz every N iterations (default: at validation "
+                        "and at the end)")
+    p.add_argument("--resume", metavar="CKPT.npz",
+                   help="continue a run from its checkpoint (e.g. OUT/last.npz)")
+    p.add_argument("--stop-after", type=int, metavar="N",
+                   help="leave after N iterations of this run, writing last.npz, with the "
+                        "schedule still spanning --iters; continue with --resume (for "
+                        "time-limited jobs)")
+    p.add_argument("--seed", type=int, default=0, help="initialisation, order, augmentation")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..data import DatasetError, VOCSegmentation
+    from ..io import WeightsError
+    from ..metrics import format_metrics
+    from ..train import CheckpointError, TrainingDiverged
+    from ..training_setup import TrainingSetup
+
+    _check(args)
+    try:
+        classes = dict(classes=args.classes, n_class=args.n_class)
+        train_set = VOCSegmentation(args.data_dir, args.split, **classes)
+        val_set = (None if args.val_split == "none"
+                   else VOCSegmentation(args.data_dir, args.val_split, **classes))
+        setup = TrainingSetup.build(
+            train_set, val_set, model=args.model, width=args.width, init=args.init,
+            device=args.device, batch_size=args.batch_size, optimizer=args.optimizer,
+            lr=args.lr if args.lr is not None else DEFAULT_LR[args.optimizer],
+            momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
+            warmup=args.warmup,
+            iters=args.iters, dropout=args.dropout, crop=args.crop, scale=tuple(args.scale),
+            flip=not args.no_flip, preprocess=args.preprocess, seed=args.seed)
+        result = setup.run(args.out, val_every=args.val_every, log_every=args.log_every,
+                           checkpoint_every=args.checkpoint_every, resume=args.resume,
+                           progress=not args.no_progress, stop_after=args.stop_after)
+    except (DatasetError, WeightsError, CheckpointError, TrainingDiverged, ValueError) as err:
+        raise UserError(f"train: {err}") from None
+    except OSError as err:
+        raise UserError(f"train: cannot write into {args.out}: {err.strerror or err}") \
+            from None
+    print(f"trained {args.model} for {result.iteration} iterations; last loss "
+          f"{result.loss:.4f}")
+    if result.iteration < args.iters:
+        print(f"stopped after {result.iteration} of {args.iters} iterations; continue with "
+              f"the same command and --resume {os.path.join(args.out, 'last.npz')}")
+    if result.metrics is not None:
+        print(format_metrics(result.metrics, train_set.classes))
+    print(f"wrote {os.path.join(args.out, 'model.npz')} ({result.weights_from}), "
+          f"log.csv, last.npz" + (", best.npz" if result.metrics is not None else "")
+          + f" into {args.out}")
+    return 0
+
+
+def _check(args) -> None:
+    """Argument checks argparse cannot do, before any data is read."""
+    from ..backend import import_cupy, parse_device
+
+    if args.n_class is None:
+        args.n_class = None if args.classes else 21
+    elif args.classes and len(args.classes) != args.n_class:
+        raise UserError(f"train: --n-class {args.n_class} does not match the "
+                        f"{len(args.classes)} names given by --classes")
+    for name in ("iters", "batch_size", "n_class", "stop_after"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise UserError(f"train: --{name.replace('_', '-')} must be at least 1, "
+                            f"got {getattr(args, name)}")
+    if args.init is not None and not os.path.isfile(args.init):
+        raise UserError(f"train: --init file not found: {args.init}")
+    if args.resume is not None and not os.path.isfile(args.resume):
+        raise UserError(f"train: --resume file not found: {args.resume}")
+    if not os.path.isdir(args.data_dir):
+        raise UserError(f"train: --data-dir is not a folder: {args.data_dir}")
+    try:
+        if parse_device(args.device)[0] == "cuda":
+            import_cupy()
+    except (ValueError, RuntimeError) as err:
+        raise UserError(f"train: {err}") from None
+
+
+def _names(text: str) -> tuple:
+    """'background,disc' -> ('background', 'disc'); argparse reports the error."""
+    import argparse
+
+    names = tuple(name.strip() for name in text.split(","))
+    if len(names) < 2 or not all(names):
+        raise argparse.ArgumentTypeError(f"expected at least two comma-separated names, "
+                                         f"got {text!r}")
+    return names

@@ -1,0 +1,146 @@
+"""``minifcn train`` and ``minifcn demo`` end to end, at tiny sizes, as a user runs them."""
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from minifcn import cli
+from minifcn.data.shapes import write_voc
+from minifcn.io import read_weights
+from minifcn.predict import model_from_weights
+
+TINY = ["--width", "0.0625", "--batch-size", "2", "--no-progress"]
+SHAPES = ["--classes", "background,disc,rectangle,triangle"]
+
+
+@pytest.fixture(scope="module")
+def shapes_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    write_voc(root, {"train": 8, "val": 4}, size=(48, 48), seed=0)
+    return str(root)
+
+
+def run_cli(*args, cwd=None):
+    done = subprocess.run([sys.executable, "-m", "minifcn", *args], capture_output=True,
+                          text=True, timeout=300, cwd=cwd)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_train_writes_log_checkpoints_and_weights_with_metadata(shapes_dir, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert cli.main(["train", "--data-dir", shapes_dir, *SHAPES, *TINY, "--iters", "4",
+                     "--val-every", "2", "--log-every", "1", "--out", out]) == 0
+    printed = capsys.readouterr().out
+    assert "trained fcn8s for 4 iterations" in printed and "mean IoU" in printed
+    assert sorted(os.listdir(out)) == ["best.npz", "last.npz", "log.csv", "model.npz"]
+    with open(os.path.join(out, "log.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4]
+    assert rows[1]["mean_iou"] and not rows[0]["mean_iou"]       # validated at 2 and 4
+    metadata = read_weights(os.path.join(out, "model.npz")).metadata
+    assert metadata["arch"] == "fcn8s" and metadata["n_class"] == 4
+    assert metadata["classes"] == ["background", "disc", "rectangle", "triangle"]
+    assert metadata["preprocess"] == "reference"
+
+
+def test_train_resumed_equals_one_run_bit_for_bit(shapes_dir, tmp_path):
+    common = ["train", "--data-dir", shapes_dir, *SHAPES, *TINY, "--val-split", "none",
+              "--scale", "0.8", "1.2", "--crop", "40x40"]
+    assert cli.main([*common, "--iters", "5", "--out", str(tmp_path / "once")]) == 0
+    assert cli.main([*common, "--iters", "5", "--stop-after", "2",
+                     "--out", str(tmp_path / "twice")]) == 0
+    assert cli.main([*common, "--iters", "5", "--out", str(tmp_path / "twice"),
+                     "--resume", str(tmp_path / "twice" / "last.npz")]) == 0
+    once = read_weights(tmp_path / "once" / "model.npz").arrays
+    twice = read_weights(tmp_path / "twice" / "model.npz").arrays
+    assert once.keys() == twice.keys()
+    for name in once:
+        np.testing.assert_array_equal(once[name], twice[name], err_msg=name)
+
+
+def test_trained_weights_feed_predict_and_evaluate(shapes_dir, tmp_path):
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data-dir", shapes_dir, *SHAPES, *TINY, "--iters", "2",
+                     "--preprocess", "imagenet", "--out", str(out)]) == 0
+    model, metadata = model_from_weights(out / "model.npz", with_metadata=True)
+    assert metadata["preprocess"] == "imagenet" and model.n_class == 4
+    image = os.path.join(shapes_dir, "JPEGImages", "shapes_000000.jpg")
+    status, printed, err = run_cli("predict", image, "--weights", str(out / "model.npz"),
+                                   "--out", str(tmp_path / "pred"))
+    assert status == 0, err
+    assert "%" in printed and (tmp_path / "pred" / "shapes_000000_labels.png").exists()
+    status, printed, err = run_cli("evaluate", "--weights", str(out / "model.npz"),
+                                   "--data-dir", shapes_dir, "--split", "val")
+    assert status == 0, err
+    assert "triangle" in printed and "mean IoU" in printed
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--iters", "0"], "--iters must be at least 1, got 0"),
+    (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    (["--stop-after", "0"], "--stop-after must be at least 1, got 0"),
+    (["--n-class", "3"], "--n-class 3 does not match the 4 names given by --classes"),
+    (["--init", "no_such.npz"], "--init file not found: no_such.npz"),
+    (["--resume", "no_such.npz"], "--resume file not found: no_such.npz"),
+    (["--device", "tpu"], "device must be 'cpu', 'cuda' or 'cuda:N'"),
+    (["--split", "nope"], "nope.txt"),
+    (["--crop", "40"], "expected HxW such as 500x500, got '40'"),
+    (["--width", "2"], "width"),
+    (["--batch-size", "64"], "batch_size must be at most the data set's size (8)"),
+])
+def test_train_user_errors_exit_2_with_one_line(shapes_dir, tmp_path, capsys, extra, message):
+    status = cli.main(["train", "--data-dir", shapes_dir, *SHAPES, *TINY, "--iters", "2",
+                       "--out", str(tmp_path / "run"), *extra])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert message in err and err.count("\n") == 1, err
+
+
+def test_train_labels_outside_the_classes_name_the_file(shapes_dir, tmp_path, capsys):
+    status = cli.main(["train", "--data-dir", shapes_dir, "--n-class", "2", *TINY,
+                       "--iters", "1", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert status == 2 and "SegmentationClass" in err and "outside 0..1" in err, err
+
+
+def test_train_resume_from_another_architecture_is_a_user_error(shapes_dir, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert cli.main(["train", "--data-dir", shapes_dir, *SHAPES, *TINY, "--iters", "1",
+                     "--val-split", "none", "--out", out]) == 0
+    status = cli.main(["train", "--data-dir", shapes_dir, *SHAPES, *TINY, "--iters", "2",
+                       "--model", "fcn32s", "--out", out, "--resume", f"{out}/last.npz"])
+    err = capsys.readouterr().err
+    assert status == 2 and "does not fit" in err, err
+
+
+def test_demo_writes_what_it_promises(tmp_path):
+    status, printed, err = run_cli("demo", "--iters", "2", "--test-images", "3",
+                                   "--no-progress", "--out", "demo", cwd=tmp_path)
+    assert status == 0, err
+    out = tmp_path / "demo"
+    for name in ("metrics.txt", "curves.png", "model.npz", "log.csv", "best.npz"):
+        assert (out / name).exists(), name
+    examples = sorted(os.listdir(out / "examples"))
+    assert examples == ["test_000.png", "test_001.png", "test_002.png"]
+    with Image.open(out / "examples" / examples[0]) as panel:
+        assert panel.width > 3 * panel.height             # panels side by side
+    with Image.open(out / "curves.png") as curves:
+        assert curves.mode == "RGB" and min(curves.size) > 200
+    metrics = (out / "metrics.txt").read_text()
+    assert "held-out test set of 3 images" in metrics and "mean IoU" in metrics
+    assert "mean IoU" in printed and "try: minifcn predict" in printed
+    sample = next(line for line in printed.splitlines() if line.startswith("try: "))
+    status, predicted, err = run_cli(*sample.split()[2:], cwd=tmp_path)
+    assert status == 0, err                               # the printed command works
+    assert "background" in predicted
+
+
+def test_demo_user_errors(tmp_path, capsys):
+    assert cli.main(["demo", "--iters", "0", "--out", str(tmp_path)]) == 2
+    assert "--iters and --test-images must be at least 1" in capsys.readouterr().err
+    assert cli.main(["demo", "--device", "cuda:x", "--out", str(tmp_path)]) == 2
+    assert "device" in capsys.readouterr().err
