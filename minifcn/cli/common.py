@@ -23,3 +23,14 @@ def height_width(text: str) -> tuple:
     if min(height, width) < 1:
         raise argparse.ArgumentTypeError(f"height and width must be positive, got {text!r}")
     return height, width
+
+
+def check_device(device: str, command: str) -> None:
+    """A UserError unless ``device`` is "cpu", or "cuda"/"cuda:N" with CuPy and a GPU."""
+    from ..backend import import_cupy, parse_device
+
+    try:
+        if parse_device(device)[0] == "cuda":
+            import_cupy()
+    except (ValueError, RuntimeError) as err:
+        raise UserError(f"{command}: {err}") from None

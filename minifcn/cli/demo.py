@@ -1,7 +1,7 @@
 """``minifcn demo``: train a narrow FCN-8s on generated shapes, score it, draw the results."""
 from __future__ import annotations
 
-from .common import UserError
+from .common import UserError, check_device
 
 
 def add(commands):
@@ -30,7 +30,6 @@ def add(commands):
 def run(args) -> int:
     import os
 
-    from ..backend import import_cupy, parse_device
     from ..demo import run_demo
 
     if args.iters < 1 or args.test_images < 1:
@@ -38,11 +37,7 @@ def run(args) -> int:
                         f"{args.iters} and {args.test_images}")
     if args.seed < 0:
         raise UserError(f"demo: --seed must be non-negative, got {args.seed}")
-    try:
-        if parse_device(args.device)[0] == "cuda":
-            import_cupy()
-    except (ValueError, RuntimeError) as err:
-        raise UserError(f"demo: {err}") from None
+    check_device(args.device, "demo")
     try:
         result = run_demo(args.out, device=args.device, iters=args.iters, seed=args.seed,
                           n_test=args.test_images, progress=not args.no_progress)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import UserError
+from .common import UserError, check_device
 
 
 def add(commands):
@@ -42,16 +42,11 @@ def add(commands):
 def run(args) -> int:
     import warnings
 
-    from ..backend import import_cupy, parse_device, to_device
+    from ..backend import to_device
     from ..gradcheck import GradcheckPrecisionWarning, check_function
     from ..gradcheck.registry import all_options, build_case, entry, registered
 
-    try:
-        kind, _ = parse_device(args.device)
-        if kind == "cuda":
-            import_cupy()
-    except (ValueError, RuntimeError) as err:
-        raise UserError(str(err)) from None
+    check_device(args.device, "gradcheck")
     options = {k: getattr(args, k) for k in all_options()}
     if args.op == "all":
         if any(v is not None for v in options.values()):

@@ -1,7 +1,7 @@
 """``minifcn predict IMAGE... --weights W`` and ``minifcn evaluate --weights W --data-dir D``."""
 from __future__ import annotations
 
-from .common import UserError
+from .common import UserError, check_device
 
 
 def _add_model_options(p):
@@ -23,13 +23,11 @@ def _add_model_options(p):
 
 def _load_model(args, command):
     """``(model, class names)`` from ``--weights``; a file or device problem is a UserError."""
-    from ..backend import import_cupy, parse_device
     from ..io import WeightsError
     from ..predict import class_names, model_from_weights
 
+    check_device(args.device, command)
     try:
-        if parse_device(args.device)[0] == "cuda":
-            import_cupy()
         model, metadata = model_from_weights(args.weights, arch=args.arch,
                                              n_class=args.n_class, width=args.width,
                                              device=args.device, with_metadata=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .common import UserError, height_width
+from .common import UserError, check_device, height_width
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("poly", "step", "constant")
@@ -124,8 +124,6 @@ def run(args) -> int:
 
 def _check(args) -> None:
     """Argument checks argparse cannot do, before any data is read."""
-    from ..backend import import_cupy, parse_device
-
     if args.n_class is None:
         args.n_class = None if args.classes else 21
     elif args.classes and len(args.classes) != args.n_class:
@@ -141,11 +139,7 @@ def _check(args) -> None:
         raise UserError(f"train: --resume file not found: {args.resume}")
     if not os.path.isdir(args.data_dir):
         raise UserError(f"train: --data-dir is not a folder: {args.data_dir}")
-    try:
-        if parse_device(args.device)[0] == "cuda":
-            import_cupy()
-    except (ValueError, RuntimeError) as err:
-        raise UserError(f"train: {err}") from None
+    check_device(args.device, "train")
 
 
 def _names(text: str) -> tuple:
