@@ -32,7 +32,7 @@ from PIL import Image
 from minifcn.data import VOC_PALETTE, ShapesDataset, read_image
 from minifcn.demo import RECIPE
 from minifcn.plot import segmentation_panels
-from minifcn.predict import class_names, class_shares, model_from_weights, overlay, predict
+from minifcn.inference import class_names, class_shares, model_from_weights, overlay, predict
 
 FOUND_IN_CWD = ("shapes_fcn8s.npz", os.path.join("minifcn-demo", "model.npz"))
 

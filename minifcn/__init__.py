@@ -2,10 +2,12 @@
 
 Every layer is an explicit kernel with a hand-written backward pass (``minifcn.ops``),
 wrapped in thin stateful modules (``minifcn.nn``) and checked against finite differences
-(``minifcn.gradcheck``).
+(``minifcn.gradcheck``). ``minifcn.predict(model, image)`` segments one image (see
+``minifcn.inference``).
 """
 __version__ = "0.1.0"
 
 from . import backend, gradcheck, nn, ops  # noqa: E402
+from .inference import predict  # noqa: E402
 
-__all__ = ["backend", "gradcheck", "nn", "ops", "__version__"]
+__all__ = ["backend", "gradcheck", "nn", "ops", "predict", "__version__"]

@@ -63,7 +63,7 @@ def run_demo(out="minifcn-demo", *, device="cpu", iters=None, seed=0, progress=T
     **overrides : any other :data:`RECIPE` entry (e.g. ``size=(96, 96)``, ``n_test=20``)
     """
     from .plot import read_log, segmentation_panels, training_curves
-    from .predict import predict
+    from .inference import predict
     from .train import evaluate
     from .training_setup import EvalBatches
 

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .io import atomic_open
-from .predict import _label, _palette, colorize, overlay
+from .inference import _label, _palette, colorize, overlay
 
 INK, GREY, GRID, PAPER = (40, 40, 40), (120, 120, 120), (228, 228, 228), (255, 255, 255)
 LOSS_COLOUR, IOU_COLOUR = (31, 119, 180), (214, 39, 40)
@@ -190,7 +190,7 @@ def segmentation_panels(image, label, *, palette, class_names, highlight=None, t
     r"""Show a prediction three ways, side by side, over a legend of the classes present.
 
     Panels: [``ground truth`` if ``truth`` is given |] ``prediction`` (``label`` in the
-    ``palette``) | ``overlay`` (:func:`minifcn.predict.overlay`) | ``mask: <name>`` (class
+    ``palette``) | ``overlay`` (:func:`minifcn.inference.overlay`) | ``mask: <name>`` (class
     ``highlight`` white over the darkened image). Each panel is the image enlarged by an
     integer nearest-neighbour factor (:func:`panel_boxes`). Returns the RGB image and
     writes it as a PNG to ``path`` (atomically) where given.

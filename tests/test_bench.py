@@ -9,7 +9,7 @@ import types
 import numpy as np
 import pytest
 
-import minifcn.bench
+import minifcn.bench.timing
 from minifcn.bench import (Timing, blas_info, conv_flops, cpu_model, cpu_seconds, format_cell,
                            format_ratio, header_lines, import_torch, other_load,
                            relative_difference, table_head, table_row, time_call)
@@ -54,7 +54,7 @@ def test_time_call_rejects_bad_seconds(name, value):
 
 def test_time_call_pauses_before_the_first_call(monkeypatch):
     events = []
-    monkeypatch.setattr(minifcn.bench.time, "sleep", lambda s: events.append(("sleep", s)))
+    monkeypatch.setattr(minifcn.bench.timing.time, "sleep", lambda s: events.append(("sleep", s)))
     time_call(lambda: events.append("call"), repeat=2, warmup=1, pause=0.25)
     assert events == [("sleep", 0.25), "call", "call", "call"]
 
@@ -67,7 +67,7 @@ def test_time_call_adds_calls_until_min_time():
 
 @pytest.mark.parametrize("repeat, expected", [(2, 5), (7, 7)], ids=["capped", "repeat-wins"])
 def test_time_call_min_time_stops_at_max_calls(monkeypatch, repeat, expected):
-    monkeypatch.setattr(minifcn.bench, "MAX_CALLS", 5)
+    monkeypatch.setattr(minifcn.bench.timing, "MAX_CALLS", 5)
     calls = []
     timing = time_call(lambda: calls.append(1), repeat=repeat, warmup=0, min_time=0.5)
     assert len(calls) == len(timing.times) == expected

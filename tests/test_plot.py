@@ -10,7 +10,7 @@ from minifcn.data.shapes import CLASS_NAMES, PALETTE
 from minifcn.plot import (CURVES_SIZE, IOU_COLOUR, LOSS_COLOUR, curves_layout, linear_axis,
                           log_axis, panel_boxes, read_log, segmentation_panels,
                           training_curves)
-from minifcn.predict import overlay
+from minifcn.inference import overlay
 from minifcn.train import LOG_FIELDS
 
 SIZE = (20, 30)      # non-square: rows and columns must not be swapped

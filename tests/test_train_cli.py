@@ -11,7 +11,7 @@ from PIL import Image
 from minifcn import cli
 from minifcn.data.shapes import write_voc
 from minifcn.io import read_weights
-from minifcn.predict import model_from_weights
+from minifcn.inference import model_from_weights
 
 TINY = ["--width", "0.0625", "--batch-size", "2", "--no-progress"]
 SHAPES = ["--classes", "background,disc,rectangle,triangle"]

@@ -24,7 +24,7 @@ def _add_model_options(p):
 def _load_model(args, command):
     """``(model, class names)`` from ``--weights``; a file or device problem is a UserError."""
     from ..io import WeightsError
-    from ..predict import class_names, model_from_weights
+    from ..inference import class_names, model_from_weights
 
     check_device(args.device, command)
     try:
@@ -94,7 +94,7 @@ def _predict_one(model, path, prefix, preprocess, names):
 
     from ..data import VOC_PALETTE, read_image
     from ..io import atomic_open
-    from ..predict import class_shares, overlay, predict
+    from ..inference import class_shares, overlay, predict
 
     image = read_image(path)
     label = predict(model, image, preprocess)                     # (H, W) uint8
@@ -125,7 +125,7 @@ def add_evaluate(commands):
 def run_evaluate(args) -> int:
     from ..data import DatasetError, VOCSegmentation
     from ..metrics import format_metrics
-    from ..predict import evaluate
+    from ..inference import evaluate
 
     model, names = _load_model(args, "evaluate")
     try:

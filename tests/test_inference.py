@@ -13,7 +13,7 @@ from minifcn.data.shapes import CLASS_NAMES as SHAPES
 from minifcn.data.shapes import write_voc
 from minifcn.io import WeightsError, save_weights, write_weights
 from minifcn.models import FCN8s, FCN32s
-from minifcn.predict import (class_names, class_shares, colorize, evaluate, model_from_weights,
+from minifcn.inference import (class_names, class_shares, colorize, evaluate, model_from_weights,
                              overlay, predict)
 
 
@@ -51,6 +51,13 @@ def _image(h, w, seed=0):
 
 
 # --- predict --------------------------------------------------------------------------------
+
+def test_predict_is_exported_at_the_top_level():
+    import minifcn
+    import minifcn.inference
+
+    assert minifcn.predict is minifcn.inference.predict and callable(minifcn.predict)
+
 
 @pytest.mark.parametrize("h, w", [(37, 51), (16, 16), (1, 3), (33, 20)])
 def test_predict_returns_an_hw_uint8_label_map(model, h, w):
