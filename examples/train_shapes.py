@@ -82,7 +82,8 @@ def main():
 
     # 3. Adam, and a schedule that sets lr = base_lr * (1 - it / iters) ** 0.9 each step.
     optimizer = Adam(model.parameters(), lr=RECIPE["lr"])
-    scheduler = LRScheduler(optimizer, "poly", max_iter=args.iters, power=0.9)
+    scheduler = LRScheduler(optimizer, "poly", max_iter=args.iters, power=0.9,
+                            warmup=RECIPE["warmup"])
 
     # 4. The loop: minifcn.train.train_step's body, written out.
     print(f"training for {args.iters} iterations of {RECIPE['batch_size']} images "
