@@ -1,6 +1,6 @@
 """What the benchmark scripts share beyond ``minifcn.bench``: their command-line options, the
-start of a run (array module and torch for ``--device``, header, table titles), and a timer
-that keeps each row's spread.
+start of a run (array module and torch for ``--device``, header, table titles, the timer),
+and the profile scripts' stage lines.
 
 The scripts import it as ``_common`` (Python puts the script's own folder on ``sys.path``).
 """
@@ -13,8 +13,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minifcn.bench import (SETTLE, cpu_seconds, header_lines, import_torch, other_load,
-                           table_head, time_call)
+from minifcn.bench import (cpu_seconds, header_lines, import_torch, other_load, table_head,
+                           time_call)
+from minifcn.bench.measure import make_timer
 
 
 def add_options(parser, layers) -> None:
@@ -40,12 +41,14 @@ def parse(parser, argv=None, warmup: bool = True):
 
 
 class Run(NamedTuple):
-    """A started run: the array module for ``--device`` (NumPy or CuPy), torch or None, and
-    the machine's and this process's CPU time and the clock at the start."""
+    """A started run: the array module for ``--device`` (NumPy or CuPy), torch or None, the
+    machine's and this process's CPU time and the clock at the start, and ``timer(fn) ->
+    Timing`` with the run's --repeat, --warmup and min_time."""
     xp: object
     torch: object
     cpu_start: object
     started: float
+    timer: object
 
     def other_load(self) -> str:
         """The noise footer: CPU time other processes used since the start."""
@@ -65,40 +68,13 @@ def begin(args, script: str, columns, min_time: float = 0.0):
             print(f"{script}: --device cuda: {err}", file=sys.stderr)
             return None
     torch, torch_note = import_torch(args.device, args.no_torch)
-    run = Run(xp, torch, cpu_seconds(), time.perf_counter())
+    run = Run(xp, torch, cpu_seconds(), time.perf_counter(),
+              make_timer(repeat=args.repeat, warmup=args.warmup, xp=xp, min_time=min_time))
     print("\n".join(header_lines(repeat=args.repeat, warmup=args.warmup, torch=torch,
                                  torch_note=torch_note, xp=xp, min_time=min_time,
                                  inputs=f"batch 1, {args.dtype}, device {args.device}")))
     print("\n".join(table_head(columns)), flush=True)
     return run
-
-
-def torch_wait(torch, device: str):
-    """What a timed torch call ends with: ``torch.cuda.synchronize`` on the GPU (the call is
-    over when its kernels are), nothing on the CPU."""
-    return torch.cuda.synchronize if device == "cuda" else (lambda: None)
-
-
-class Timer:
-    """Times callables the scripts' way (``SETTLE`` s pause, ``--warmup`` untimed calls, the
-    median of ``--repeat``, or of more to fill ``min_time`` seconds) and keeps each one's
-    spread for the row's IQR column."""
-
-    def __init__(self, args, xp, min_time: float = 0.0):
-        self.repeat, self.warmup, self.xp, self.min_time = args.repeat, args.warmup, xp, min_time
-        self.spreads = []
-
-    def ms(self, fn) -> float:
-        """The median of ``fn``'s timed calls, in milliseconds."""
-        timing = time_call(fn, repeat=self.repeat, warmup=self.warmup, xp=self.xp, pause=SETTLE,
-                           min_time=self.min_time)
-        self.spreads.append(timing.iqr / timing.median)
-        return 1e3 * timing.median
-
-    @property
-    def iqr(self) -> float:
-        """The widest interquartile range so far, in % of its median."""
-        return 100 * max(self.spreads)
 
 
 # --- The profile scripts: one layer's stages, one line each -----------------------------------

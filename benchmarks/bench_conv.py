@@ -5,8 +5,10 @@
     python benchmarks/bench_conv.py --device cuda         # CuPy, beside torch CUDA if it has one
 
 Every figure is the median of ``--repeat`` calls after ``--warmup`` untimed ones, minifcn and
-torch measured in the same process on the same inputs. Ratios are minifcn / torch (above 1:
-minifcn is slower). CPU calls are timed with the host clock, GPU calls with CUDA events.
+torch measured in the same process on the same inputs, by ``minifcn.bench.measure`` (which
+``minifcn bench ops`` uses for FCN-8s's convolutions at its own sizes). Ratios are minifcn /
+torch (above 1: minifcn is slower). CPU calls are timed with the host clock, GPU calls with
+CUDA events.
 """
 from __future__ import annotations
 
@@ -16,10 +18,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from _common import Timer, add_options, begin, parse, torch_wait  # (script directory)
-from minifcn.backend import to_device
-from minifcn.bench import conv_flops, format_cell, format_ratio, relative_difference, table_row
-from minifcn.ops import conv2d_backward, conv2d_forward, conv_output_size
+from _common import add_options, begin, parse  # (script directory)
+from minifcn.bench import format_cell, format_ratio, table_row
+from minifcn.bench.cases import conv_case
+from minifcn.bench.measure import measure_case
+from minifcn.ops import conv_output_size
+
+PHASES = ("forward", "forward_backward")
 
 
 class Layer(NamedTuple):
@@ -35,9 +40,14 @@ class Layer(NamedTuple):
         return conv_output_size(self.size, self.kernel, 1, self.padding)
 
     @property
+    def case(self):
+        """The layer as a ``minifcn.bench.cases.Case``: conv2d with bias, batch 1."""
+        return conv_case(self.name, (1, self.C, self.size, self.size),
+                         (self.F, self.C, self.kernel, self.kernel), padding=self.padding)
+
+    @property
     def shapes(self) -> str:
-        return (f"{self.C}->{self.F} k{self.kernel} p{self.padding} "
-                f"{self.size}->{self.out}")
+        return self.case.shape
 
 
 LAYERS = {layer.name: layer for layer in (
@@ -61,68 +71,20 @@ def parse_args(argv=None):
 
 
 def make_inputs(layer: Layer, dtype, rng):
-    x = rng.standard_normal((1, layer.C, layer.size, layer.size)).astype(dtype)
-    fan_in = layer.C * layer.kernel ** 2
-    w = (rng.standard_normal((layer.F, layer.C, layer.kernel, layer.kernel))
-         * np.sqrt(2.0 / fan_in)).astype(dtype)
-    b = rng.standard_normal(layer.F).astype(dtype)
+    """x, weight (He-scaled), bias and an upstream gradient dy for ``layer``."""
+    arrays = layer.case.inputs(rng, np.dtype(dtype))
     dy = rng.standard_normal((1, layer.F, layer.out, layer.out)).astype(dtype)
-    return x, w, b, dy
+    return arrays["x"], arrays["weight"], arrays["bias"], dy
 
 
-def minifcn_calls(layer: Layer, arrays, device: str):
-    x, w, b, dy = (to_device(a, device) for a in arrays)
-
-    def forward():
-        return conv2d_forward(x, w, b, padding=layer.padding)[0]
-
-    def forward_backward():
-        _, cache = conv2d_forward(x, w, b, padding=layer.padding)
-        return conv2d_backward(dy, cache)
-
-    return forward, forward_backward
-
-
-def torch_calls(torch, layer: Layer, arrays, device: str):
-    x, w, b, dy = (torch.from_numpy(a).to(device) for a in arrays)
-    leaves = tuple(t.clone().requires_grad_() for t in (x, w, b))
-    conv = torch.nn.functional.conv2d
-    wait = torch_wait(torch, device)
-
-    def forward():
-        y = conv(x, w, b, padding=layer.padding)
-        wait()
-        return y
-
-    def forward_backward():
-        y = conv(*leaves, padding=layer.padding)
-        grads = torch.autograd.grad(y, leaves, dy)   # dx, dw, db; no .grad accumulation
-        wait()
-        return grads
-
-    return forward, forward_backward
-
-
-def measure(layer: Layer, args, torch, xp, rng) -> dict:
-    arrays = make_inputs(layer, np.dtype(args.dtype), rng)
-    timer = Timer(args, xp)
-    mf_fwd, mf_fb = minifcn_calls(layer, arrays, args.device)
-    row = {"fwd": timer.ms(mf_fwd), "fb": timer.ms(mf_fb)}
-    flops = conv_flops(arrays[0].shape, arrays[1].shape, (layer.out, layer.out))
-    row["gflops"] = flops / (row["fwd"] * 1e-3) / 1e9
-    if torch is not None:
-        t_fwd, t_fb = torch_calls(torch, layer, arrays, args.device)
-        row["t_fwd"], row["t_fb"] = timer.ms(t_fwd), timer.ms(t_fb)
-        row["err"] = relative_difference(mf_fwd(), t_fwd().cpu().numpy())
-    row["iqr"] = timer.iqr
-    return row
-
-
-def format_row(layer: Layer, row: dict) -> str:
-    cells = (layer.name, layer.shapes, format_cell(row["fwd"]), format_cell(row.get("t_fwd")),
-             format_ratio(row["fwd"], row.get("t_fwd")), format_cell(row["fb"]),
-             format_cell(row.get("t_fb")), format_ratio(row["fb"], row.get("t_fb")),
-             format_cell(row["gflops"], ".0f"), f"{row['iqr']:.0f}%")
+def format_row(row) -> str:
+    ms = {(phase, side): None if getattr(row, side) is None else 1e3 * row.seconds(phase, side)
+          for phase in PHASES for side in ("minifcn", "torch")}
+    cells = [row.name, row.shape]
+    for phase in PHASES:
+        mine, theirs = ms[(phase, "minifcn")], ms[(phase, "torch")]
+        cells += [format_cell(mine), format_cell(theirs), format_ratio(mine, theirs)]
+    cells += [format_cell(row.gflops("forward"), ".0f"), f"{100 * row.spread:.0f}%"]
     return table_row(cells, COLUMNS)
 
 
@@ -131,14 +93,13 @@ def main(argv=None) -> int:
     run = begin(args, "bench_conv.py", COLUMNS)
     if run is None:
         return 2
-    rng = np.random.default_rng(20261121)
     worst = 0.0
     for name in args.layers:
-        layer = LAYERS[name]
         print(f"timing {name} ...", file=sys.stderr, flush=True)
-        row = measure(layer, args, run.torch, run.xp, rng)
-        worst = max(worst, row.get("err", 0.0))
-        print(format_row(layer, row), flush=True)
+        row = measure_case(LAYERS[name].case, run.timer, phases=PHASES, device=args.device,
+                           dtype=args.dtype, torch=run.torch)
+        worst = max(worst, (row.error or {}).get("forward", 0.0))
+        print(format_row(row), flush=True)
     print("ratio = minifcn / torch (above 1: minifcn is slower); "
           "mf GF/s = 2*N*F*OH*OW*C*KH*KW / minifcn fwd median")
     print("IQR = the widest interquartile range of the row's four timings, in % of its median")

@@ -20,8 +20,9 @@ import sys
 import numpy as np
 
 from _common import parse_profile, print_stages  # (script directory)
-from bench_layers import CASES, SEED
+from bench_layers import CASES
 from minifcn.bench import relative_difference
+from minifcn.bench.cases import SEED
 from minifcn.ops import (col2im, conv_transpose2d_backward, conv_transpose2d_forward,
                          dropout_backward, dropout_forward, im2col, max_pool2d_backward,
                          max_pool2d_forward, softmax_cross_entropy_backward,

@@ -23,12 +23,12 @@ imports neither torch, CuPy nor matplotlib: each is imported where it is used.
 from .compare import difference, import_torch, relative_difference, torch_wait
 from .machine import (blas_info, clock_name, cpu_model, cpu_seconds, gpu_name, header_lines,
                       machine_record, other_load)
-from .table import format_cell, format_ms, format_ratio, table_head, table_row
+from .table import format_cell, format_ratio, format_sig, table_head, table_row
 from .timing import MAX_CALLS, SETTLE, Timing, time_call
 from .work import conv_flops, nbytes, transposed_flops
 
 __all__ = ["MAX_CALLS", "SETTLE", "Timing", "blas_info", "clock_name", "conv_flops",
-           "cpu_model", "cpu_seconds", "difference", "format_cell", "format_ms",
-           "format_ratio", "gpu_name", "header_lines", "import_torch", "machine_record",
-           "nbytes", "other_load", "relative_difference", "table_head", "table_row",
-           "time_call", "torch_wait", "transposed_flops"]
+           "cpu_model", "cpu_seconds", "difference", "format_cell", "format_ratio", "format_sig",
+           "gpu_name", "header_lines", "import_torch", "machine_record", "nbytes",
+           "other_load", "relative_difference", "table_head", "table_row", "time_call",
+           "torch_wait", "transposed_flops"]

@@ -133,8 +133,9 @@ def machine_record(*, torch=None, xp=numpy) -> dict:
 
 
 def cpu_seconds():
-    """(busy CPU seconds of the whole machine, CPU seconds of this process) since boot and
-    start; None where /proc/stat is missing. Their difference over a run is other work."""
+    """(busy CPU seconds of the whole machine, CPU seconds of this process and of the child
+    processes it has waited for) since boot and start; None where /proc/stat is missing.
+    Their difference over a run is other work."""
     try:
         with open("/proc/stat") as stat:
             ticks = [int(v) for v in stat.readline().split()[1:9]]
@@ -142,7 +143,8 @@ def cpu_seconds():
         return None
     busy = sum(ticks) - ticks[3] - ticks[4]   # all but idle and iowait (steal counts as busy)
     own = os.times()
-    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
+    mine = own.user + own.system + own.children_user + own.children_system
+    return busy / os.sysconf("SC_CLK_TCK"), mine
 
 
 def other_load(start, seconds: float) -> str:

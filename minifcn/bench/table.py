@@ -7,8 +7,9 @@ def format_cell(value, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def format_ms(value) -> str:
-    """A time in milliseconds with about three significant digits, or ``"-"`` for None."""
+def format_sig(value) -> str:
+    """A figure (a time in ms, a rate) with about three significant digits, or ``"-"`` for
+    None."""
     spec = ".1f" if value is None or value >= 10 else ".2f" if value >= 1 else ".3f"
     return format_cell(value, spec)
 

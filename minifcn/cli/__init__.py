@@ -9,7 +9,7 @@ import sys
 import traceback
 
 from .. import __version__
-from . import convert, demo, gradcheck, predict, summary, train
+from . import bench, convert, demo, gradcheck, predict, summary, train
 from .common import Parser, UserError
 
 
@@ -45,6 +45,7 @@ def build_parser():
     predict.add_predict(commands)
     predict.add_evaluate(commands)
     train.add(commands)
+    bench.add(commands)
     return parser
 
 

@@ -1,0 +1,185 @@
+r"""A whole FCN beside the same network in PyTorch: forward, and a training step.
+
+A training step is forward + softmax cross-entropy + backward (the compute of one SGD
+iteration, without the update), batch 1, on a random image with random labels (10% void).
+Each side runs in a child process of its own (``python -m minifcn.bench.network SIDE SPEC``)
+so that its peak resident memory (:func:`peak_rss`) is its own, and the minifcn side never
+imports torch. PyTorch's network is :mod:`minifcn.bench.torch_fcn`, with the same layers and
+parameter shapes.
+
+On the CPU calls are timed with the host clock; on CUDA with CUDA events (CuPy's through
+``cupyx.profiler.benchmark``, torch's through ``torch.cuda.Event``), and the peak GPU memory
+is the most the side's allocator held (CuPy's memory pool, torch's ``max_memory_reserved``).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import NamedTuple
+
+import numpy as np
+
+from .results import Row
+from .timing import Timing, time_call
+
+ARCHS = ("fcn8s", "fcn16s", "fcn32s")
+STEP_FLOPS = 3   # a training step: about 3x the forward's FLOPs (forward, dx, dweight)
+
+
+class NetworkSpec(NamedTuple):
+    """What one side measures."""
+    arch: str = "fcn8s"
+    size: tuple = (500, 500)       # (H, W)
+    width: float = 1.0
+    n_class: int = 21
+    device: str = "cpu"
+    dtype: str = "float32"
+    repeat: int = 3
+    warmup: int = 1
+
+
+def network_flops(spec: NetworkSpec) -> int:
+    """The forward's FLOPs, from :mod:`minifcn.summary` (a multiply-add counting 2)."""
+    from ..summary import summarize_arch, totals
+
+    rows = summarize_arch(spec.arch, tuple(spec.size), width=spec.width, n_class=spec.n_class)
+    return totals(rows).flops
+
+
+def measure_network(spec: NetworkSpec, with_torch: bool = True) -> Row:
+    """Both sides of ``spec``, each in its own child process: a :class:`Row` with phases
+    ``forward`` and ``step``, and each side's peak memory."""
+    sides = ("minifcn", "torch") if with_torch else ("minifcn",)
+    results = {side: run_side(side, spec) for side in sides}
+    forward = network_flops(spec)
+    timings = {side: {phase: Timing(**dict(r[phase], times=tuple(r[phase]["times"])))
+                      for phase in ("forward", "step")} for side, r in results.items()}
+    h, w = spec.size
+    return Row("fcn", spec.device, spec.arch, f"{h}x{w} width {spec.width:g}",
+               timings["minifcn"], timings.get("torch"),
+               {"forward": forward, "step": STEP_FLOPS * forward},
+               {"forward": None, "step": None},
+               peak={side: {"rss": r["peak_rss"], "gpu": r["peak_gpu"]}
+                     for side, r in results.items()})
+
+
+def run_side(side: str, spec: NetworkSpec) -> dict:
+    """Run one side in a child process; its JSON result (timings, peak memory, threads)."""
+    command = [sys.executable, "-m", "minifcn.bench.network", side, json.dumps(spec._asdict())]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the {side} run of {spec.arch} failed (exit {done.returncode}):\n"
+                           f"{done.stderr.strip()}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --- in the child process -------------------------------------------------------------------
+
+def _inputs(spec: NetworkSpec):
+    rng = np.random.default_rng(0)
+    h, w = spec.size
+    x = rng.standard_normal((1, 3, h, w)).astype(spec.dtype)
+    target = rng.integers(0, spec.n_class, (1, h, w))
+    target[rng.random(target.shape) < 0.1] = 255    # VOC's border/ignore label
+    return x, target
+
+
+def _minifcn_side(spec: NetworkSpec, x, target):
+    """(forward, step, timer, peak_gpu) for minifcn on ``spec.device``."""
+    from ..backend import import_cupy, to_device
+    from ..models import ARCHITECTURES
+    from ..ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+
+    xp = np if spec.device == "cpu" else import_cupy()
+    model = ARCHITECTURES[spec.arch](n_class=spec.n_class, width=spec.width, rng=0,
+                                     dtype=spec.dtype).to(spec.device)
+    x, target = to_device(x, spec.device), to_device(target, spec.device)
+    one = xp.ones((), spec.dtype)
+
+    def step():
+        _, cache = softmax_cross_entropy_forward(model(x), target, ignore_index=255)
+        model.zero_grad()
+        model.backward(softmax_cross_entropy_backward(one, cache)[0])
+
+    def timer(fn):
+        return time_call(fn, repeat=spec.repeat, warmup=spec.warmup, xp=xp)
+
+    def peak_gpu():
+        return None if xp is np else int(xp.get_default_memory_pool().total_bytes())
+    return (lambda: model(x)), step, timer, peak_gpu
+
+
+def _torch_side(spec: NetworkSpec, x, target):
+    """(forward, step, timer, peak_gpu) for torch on ``spec.device``."""
+    import torch
+    import torch.nn.functional as F
+
+    from .compare import import_torch
+    from .torch_fcn import ARCHITECTURES
+
+    import_torch(spec.device)                        # TF32 off on CUDA
+    net = ARCHITECTURES[spec.arch](n_class=spec.n_class, width=spec.width)
+    net.to(device=spec.device, dtype=getattr(torch, spec.dtype))
+    tx, tt = torch.from_numpy(x).to(spec.device), torch.from_numpy(target).to(spec.device)
+
+    def step():
+        net.zero_grad(set_to_none=True)
+        F.cross_entropy(net(tx), tt, ignore_index=255).backward()
+
+    def timer(fn):
+        if spec.device == "cpu":
+            return time_call(fn, repeat=spec.repeat, warmup=spec.warmup)
+        return _time_torch_cuda(torch, fn, spec.repeat, spec.warmup)
+
+    def peak_gpu():
+        return None if spec.device == "cpu" else int(torch.cuda.max_memory_reserved())
+    return (lambda: net(tx)), step, timer, peak_gpu
+
+
+def _time_torch_cuda(torch, fn, repeat: int, warmup: int) -> Timing:
+    """Per-call times from CUDA events recorded on torch's current stream around each call."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)  # ms -> s
+    return Timing.from_times(times)
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes: ``VmHWM`` of /proc/self/status, the
+    high-water mark of its own address space. Not ``ru_maxrss``: on Linux an exec folds the
+    forking parent's peak into it, so a child of a parent that imported torch would start
+    at torch's size. Where /proc is missing, ``ru_maxrss`` (KiB on Linux, bytes on macOS)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024                  # kB
+    except OSError:
+        pass
+    import resource
+
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def measure_side(side: str, spec: NetworkSpec) -> dict:
+    """In the child: time ``side``'s forward and step, and read its peak memory."""
+    x, target = _inputs(spec)
+    make = _minifcn_side if side == "minifcn" else _torch_side
+    forward, step, timer, peak_gpu = make(spec, x, target)
+    result = {"forward": timer(forward)._asdict(), "step": timer(step)._asdict()}
+    result["peak_rss"], result["peak_gpu"] = peak_rss(), peak_gpu()
+    return result
+
+
+if __name__ == "__main__":
+    _spec = NetworkSpec(**json.loads(sys.argv[2]))
+    print(json.dumps(measure_side(sys.argv[1], _spec._replace(size=tuple(_spec.size)))))

@@ -1,0 +1,177 @@
+"""``minifcn bench [ops|fcn|all]``: time minifcn's ops and whole FCNs beside PyTorch."""
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+import time
+
+from .common import UserError, check_device, height_width
+
+GROUPS = {"ops": ("ops",), "fcn": ("fcn",), "all": ("ops", "fcn")}
+DEVICES = {"cpu": ("cpu",), "cuda": ("cuda",), "both": ("cpu", "cuda")}
+DEFAULT_REPEAT = {"ops": 5, "fcn": 3}
+
+
+def add(commands):
+    from ..bench.cases import DEFAULT_OPS, OPS
+    from ..bench.network import ARCHS
+
+    p = commands.add_parser(
+        "bench", help="time ops and whole FCNs, forward and backward, beside PyTorch",
+        description="Time minifcn beside PyTorch in one run. 'ops': every kind of FCN layer "
+                    "at the shapes FCN-8s gives it on a --size image, forward and backward "
+                    "(medians after warm-up, GFLOP/s, bytes moved, the ratio to torch). "
+                    "'fcn': whole networks, forward and a training step (forward + loss + "
+                    "backward), each side in its own process for its peak memory. Torch "
+                    "columns appear where torch is installed. CUDA work is timed with CUDA "
+                    "events.")
+    p.add_argument("group", nargs="?", default="ops", choices=tuple(GROUPS), metavar="GROUP",
+                   help="ops (default), fcn or all")
+    p.add_argument("--device", choices=tuple(DEVICES), default="cpu",
+                   help="cpu (NumPy; default), cuda (CuPy) or both")
+    p.add_argument("--size", type=height_width, default=(500, 500), metavar="HxW",
+                   help="input image (default 500x500); 64x64 for a quick look")
+    p.add_argument("--width", type=float, default=1.0,
+                   help="channel width in (0, 1] (default 1: the paper's network)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--layers", nargs="+", choices=OPS + ("all",), metavar="OP",
+                   help="ops to time (default: " + " ".join(DEFAULT_OPS) + "; 'all' adds "
+                        "the repeated VGG shapes)")
+    p.add_argument("--arch", nargs="+", choices=ARCHS, metavar="ARCH",
+                   help="networks to time: " + ", ".join(ARCHS) + " (default fcn8s)")
+    p.add_argument("--repeat", type=int, metavar="N", help="timed calls per figure "
+                   f"(default {DEFAULT_REPEAT['ops']} for ops, {DEFAULT_REPEAT['fcn']} for fcn)")
+    p.add_argument("--warmup", type=int, default=1, metavar="N",
+                   help="untimed calls first (default 1)")
+    p.add_argument("--min-time", type=float, default=0.05, metavar="S",
+                   help="ops: time more calls until they fill S seconds (default 0.05)")
+    p.add_argument("--no-torch", action="store_true", help="leave out the torch columns")
+    p.add_argument("--json", metavar="OUT.json", help="write the results and the machine "
+                   "record as JSON")
+    p.add_argument("--plot", metavar="OUT.png", help="draw minifcn vs torch (and CPU vs GPU) "
+                   "as a PNG bar chart (needs matplotlib: pip install \"minifcn[plot]\")")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..bench.runner import prepare
+
+    plan = _plan(args)
+    if "cuda" in plan.devices:
+        check_device("cuda", "bench")
+    _check_outputs(args)
+    try:
+        sections = prepare(plan)
+    except (ValueError, RuntimeError) as err:
+        raise UserError(f"bench: {err}") from None
+    started, clock = datetime.datetime.now().isoformat(timespec="seconds"), time.perf_counter()
+    rows = _measure_and_print(sections, plan, progress=not args.no_progress)
+    if args.json:
+        _write_json(args, plan, sections, rows, started, time.perf_counter() - clock)
+    if args.plot:
+        from ..bench.chart import draw_chart
+
+        h, w = plan.size
+        draw_chart(rows, args.plot, title=f"minifcn bench {args.group}: {h}x{w}, width "
+                                          f"{plan.width:g}, {plan.dtype}")
+    for path in (args.json, args.plot):
+        if path:
+            print(f"wrote {path}")
+    return 0
+
+
+def _measure_and_print(sections, plan, progress: bool) -> list:
+    """Run the sections, printing each table as its rows come (above the progress bar, on
+    stdout); return every row."""
+    from tqdm import tqdm
+
+    from ..bench.report import format_row, section_foot, section_head
+    from ..bench.runner import Finished, Section, run
+
+    rows, section, first = [], None, 0
+    for item in run(sections, progress):
+        if isinstance(item, Section):
+            section, first = item, len(rows)
+            lines = section_head(section, plan)
+        elif isinstance(item, Finished):
+            lines = section_foot(item, rows[first:])
+        else:
+            rows.append(item)
+            lines = [format_row(section, item)]
+        for line in lines:
+            tqdm.write(line, file=sys.stdout)
+    return rows
+
+
+def _plan(args):
+    """The :class:`~minifcn.bench.runner.Plan` the options ask for; UserError where they
+    contradict each other or a count is out of range."""
+    from ..bench.cases import DEFAULT_OPS, OPS
+    from ..bench.runner import Plan
+
+    groups = GROUPS[args.group]
+    if args.layers and "ops" not in groups:
+        raise UserError(f"bench: --layers chooses ops; it has no effect on '{args.group}'")
+    if args.arch and "fcn" not in groups:
+        raise UserError(f"bench: --arch chooses networks; it has no effect on '{args.group}'")
+    for name, least in (("repeat", 1), ("warmup", 0)):
+        value = getattr(args, name)
+        if value is not None and value < least:
+            raise UserError(f"bench: --{name} must be at least {least}, got {value}")
+    if args.min_time < 0:
+        raise UserError(f"bench: --min-time must be >= 0 seconds, got {args.min_time:g}")
+    layers = args.layers or DEFAULT_OPS
+    return Plan(groups=groups, devices=DEVICES[args.device], size=args.size,
+                width=args.width, dtype=args.dtype,
+                ops=OPS if "all" in layers else tuple(dict.fromkeys(layers)),
+                archs=tuple(dict.fromkeys(args.arch or ("fcn8s",))),
+                ops_repeat=args.repeat or DEFAULT_REPEAT["ops"],
+                fcn_repeat=args.repeat or DEFAULT_REPEAT["fcn"], warmup=args.warmup,
+                min_time=args.min_time, torch=not args.no_torch)
+
+
+def _check_outputs(args) -> None:
+    """Before minutes of timing: matplotlib for --plot, and folders for the outputs."""
+    if args.plot:
+        from ..bench.chart import require_matplotlib
+        try:
+            require_matplotlib()
+        except ImportError as err:
+            raise UserError(f"bench: --plot needs matplotlib, but {err}") from None
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        folder = os.path.dirname(os.path.abspath(path)) if path else None
+        if folder and not os.path.isdir(folder):
+            raise UserError(f"bench: {option}: no such folder: {folder}")
+
+
+def _write_json(args, plan, sections, rows, started, seconds) -> None:
+    import numpy as np
+
+    from ..bench.machine import clock_name, machine_record
+    from ..bench.results import record, write_json
+
+    xp = next((s.xp for s in sections if s.device == "cuda"), np)
+    torch = next((s.torch for s in sections if s.torch is not None), None)
+    devices = {s.device: {"torch": None if s.torch is None else s.torch.__version__,
+                          "torch_note": s.torch_note or None, "clock": clock_name(s.xp)}
+               for s in sections}
+    write_json(args.json, record(
+        rows, command=_command(args, plan), settings=dict(plan._asdict(), size=list(plan.size)),
+        machine=machine_record(torch=torch, xp=xp), devices=devices, started=started,
+        seconds=seconds))
+
+
+def _command(args, plan) -> str:
+    """The command that repeats this run's measurements (outputs and progress aside)."""
+    h, w = plan.size
+    words = ["minifcn bench", args.group, "--device", args.device, f"--size {h}x{w}",
+             f"--width {plan.width:g}", "--dtype", plan.dtype, "--warmup", str(plan.warmup)]
+    if args.repeat:
+        words.append(f"--repeat {args.repeat}")
+    if "ops" in plan.groups:
+        words += ["--min-time", f"{plan.min_time:g}", "--layers", *plan.ops]
+    if "fcn" in plan.groups:
+        words += ["--arch", *plan.archs]
+    return " ".join(words + ["--no-torch"] * (not plan.torch))
