@@ -7,7 +7,10 @@ wrapped in thin stateful modules (``minifcn.nn``) and checked against finite dif
 """
 __version__ = "0.1.0"
 
-from . import backend, gradcheck, nn, ops  # noqa: E402
+from . import backend, gradcheck, nn, ops, workspace  # noqa: E402
+from .workspace import (WorkspaceLimitError, get_workspace_limit,  # noqa: E402
+                        set_workspace_limit)
 from .inference import predict  # noqa: E402
 
-__all__ = ["backend", "gradcheck", "nn", "ops", "predict", "__version__"]
+__all__ = ["backend", "gradcheck", "nn", "ops", "predict", "workspace",
+           "set_workspace_limit", "get_workspace_limit", "WorkspaceLimitError", "__version__"]

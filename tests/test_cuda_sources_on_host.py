@@ -139,3 +139,48 @@ def test_max_pool2d_backward_gather_kernel_matches_numpy(host_kernels, rng, x_sh
                      [(x_shape, np.float64)])
     # the gather sums in the NumPy path's order of kernel offsets: bit for bit equal
     np.testing.assert_array_equal(dx, max_pool2d_backward(dy, cache))
+
+
+# --- Chunks of output rows, as minifcn/ops/_conv_gemm.py runs them on the GPU -----------------
+
+CHUNK_CASES = [  # x shape, (kernel, stride, padding, dilation), chunk (n0, n1, r0, r1)
+    ((2, 3, 9, 8), (3, 1, 1, 1), (0, 2, 3, 6)), ((1, 2, 11, 7), (3, 2, 3, 2), (0, 1, 4, 7)),
+    ((2, 2, 13, 6), (5, 1, 4, 1), (1, 2, 0, 2)), ((1, 2, 9, 8), (1, 2, 1, 1), (0, 1, 4, 6)),
+    ((1, 2, 10, 9), (2, 3, 0, 2), (0, 1, 1, 3)), ((2, 1, 6, 6), (4, 2, 1, 1), (0, 2, 2, 3))]
+CHUNK_IDS = [f"x{'x'.join(map(str, s))}-k{o[0]}s{o[1]}p{o[2]}d{o[3]}-rows{c[2]}:{c[3]}"
+             for s, o, c in CHUNK_CASES]
+
+
+def _chunk_call(function, source, shape, geometry, out_shape):
+    result = np.empty(out_shape)
+    source = np.ascontiguousarray(source, dtype=np.float64)
+    pointer = ctypes.POINTER(ctypes.c_double)
+    function(source.ctypes.data_as(pointer), *[ctypes.c_int(int(v)) for v in geometry],
+             result.ctypes.data_as(pointer), ctypes.c_ssize_t(result.size))
+    return result
+
+
+@pytest.mark.parametrize("x_shape, options, chunk", CHUNK_CASES, ids=CHUNK_IDS)
+def test_chunk_geometry_of_the_gpu_kernels(host_kernels, rng, x_shape, options, chunk):
+    """The im2col kernel with a negative top offset, and the col2im gather over the rows
+    ``_gather_rows`` picks, give the chunk's slice of the whole-image results."""
+    from minifcn.ops.im2col import _col2im_window_add_cpu, _gather_rows
+    kernel, stride, padding, dilation, out = _geometry(x_shape, *options)
+    (n0, n1, r0, r1), (N, C, H, W) = chunk, x_shape
+    offset = (padding[0] - r0 * stride[0], padding[1])
+    col_shape = (C, *kernel, n1 - n0, r1 - r0, out[1])
+    x = rng.standard_normal(x_shape)
+    geometry = [n1 - n0, C, H, W, *kernel, r1 - r0, out[1], *stride, *offset, *dilation]
+    col = _chunk_call(host_kernels.im2col, x[n0:n1], x_shape, geometry, col_shape)
+    whole = im2col(x, *options).reshape(C, *kernel, N, *out)
+    np.testing.assert_array_equal(col, whole[:, :, :, n0:n1, r0:r1])
+
+    dcol = rng.standard_normal(col_shape)
+    lo, hi, sub_offset = _gather_rows(H, col_shape, stride, offset, dilation)
+    geometry = [n1 - n0, C, hi - lo, W, *kernel, r1 - r0, out[1], *stride, *sub_offset,
+                *dilation]
+    rows = _chunk_call(host_kernels.col2im, dcol, None, geometry, (n1 - n0, C, hi - lo, W))
+    want = np.zeros((n1 - n0, C, H, W))
+    _col2im_window_add_cpu(dcol, want, stride, offset, dilation)
+    np.testing.assert_allclose(rows, want[:, :, lo:hi], rtol=1e-13, atol=1e-13)
+    assert not want[:, :, :lo].any() and not want[:, :, hi:].any()   # nothing outside lo:hi

@@ -141,21 +141,26 @@ def _geometry_args(x_shape, kernel, stride, padding, dilation, out):
             stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1])
 
 
-def im2col_gpu(x, kernel, stride, padding, dilation, out):
-    """CuPy im2col: returns col of shape (C, KH, KW, N, OH, OW)."""
+def im2col_gpu(x, kernel, stride, padding, dilation, out, col=None):
+    """CuPy im2col: returns col of shape (C, KH, KW, N, OH, OW), written into ``col`` when
+    given (C-contiguous). ``padding`` is the top/left offset: output row oh reads input row
+    ``oh*SH - PH + kh*DH``; a negative PH starts further down (a chunk of output rows)."""
     cupy = import_cupy()
     N, C = x.shape[:2]
     x = cupy.ascontiguousarray(x)
-    col = cupy.empty((C, kernel[0], kernel[1], N, out[0], out[1]), dtype=x.dtype)
+    if col is None:
+        col = cupy.empty((C, kernel[0], kernel[1], N, out[0], out[1]), dtype=x.dtype)
     _kernel("im2col")(x, *_geometry_args(x.shape, kernel, stride, padding, dilation, out), col)
     return col
 
 
-def col2im_gpu(col, x_shape, kernel, stride, padding, dilation, out):
-    """CuPy col2im as a gather: returns an image of shape x_shape (N, C, H, W)."""
+def col2im_gpu(col, x_shape, kernel, stride, padding, dilation, out, img=None):
+    """CuPy col2im as a gather: returns an image of shape x_shape (N, C, H, W), written into
+    ``img`` when given (C-contiguous)."""
     cupy = import_cupy()
     col = cupy.ascontiguousarray(col)
-    img = cupy.empty(tuple(int(s) for s in x_shape), dtype=col.dtype)
+    if img is None:
+        img = cupy.empty(tuple(int(s) for s in x_shape), dtype=col.dtype)
     _kernel("col2im")(col, *_geometry_args(x_shape, kernel, stride, padding, dilation, out), img)
     return img
 

@@ -10,16 +10,19 @@ input gradient        ``dx = col2im(W.T @ dy)``                    ``(CKK, F) @ 
 
 with ``CKK = C*KH*KW`` and ``NL = N*OH*OW``. The input gradient of a convolution is a
 transposed convolution, and a transposed convolution's forward is this input gradient; the
-three private helpers below are written once and reused by both layers with roles swapped
-(see ``conv_transpose.py``).
+three private helpers (``_conv_gemm.py``) are written once and reused by both layers with
+roles swapped (see ``conv_transpose.py``). With a workspace limit
+(``minifcn.set_workspace_limit``) they work in chunks of images and output rows, so that no
+im2col buffer exceeds it.
 """
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..backend import array_module_of, get_array_module
+from ..backend import array_module_of
 from . import _checks
-from .im2col import _geometry, col2im, im2col
+from ._conv_gemm import _conv2d, _conv2d_input_grad, _conv2d_weight_grad
+from .im2col import _geometry
 
 
 class Conv2dCache(NamedTuple):
@@ -55,7 +58,8 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1):
         y[n, f, p, q] = b[f] + \sum_{c, i, j} W[f, c, i, j]\,
                         x_{pad}[n, c, pS_H + iD_H, qS_W + jD_W]
 
-    computed as one GEMM over the whole batch, ``W.reshape(F, CKK) @ im2col(x)``.
+    computed as ``W.reshape(F, CKK) @ im2col(x)``, over the whole batch at once or, under a
+    workspace limit, in chunks of images and output rows.
     """
     _check_conv_args(x, weight, bias)
     _, stride, padding, dilation, _ = _geometry(x.shape, weight.shape[2:], stride, padding,
@@ -94,8 +98,9 @@ def conv2d_backward(dy, cache: Conv2dCache):
     _checks.grad_shape(dy, out_shape, x.dtype)
     array_module_of(dy=dy, x=x)
     geometry = (cache.stride, cache.padding, cache.dilation)
-    dx = _conv2d_input_grad(dy, weight, x.shape, *geometry)
-    dweight = _conv2d_weight_grad(dy, x, weight.shape, *geometry)
+    dx = _conv2d_input_grad(dy, weight, x.shape, *geometry, what="conv2d backward (dx)")
+    dweight = _conv2d_weight_grad(dy, x, weight.shape, *geometry,
+                                  what="conv2d backward (dweight)")
     dbias = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
     return dx, dweight, dbias
 
@@ -121,37 +126,3 @@ def _check_conv_args(x, weight, bias, transposed=False):
     if bias is not None and bias.shape[0] != c_out:
         raise ValueError(f"bias must have shape ({c_out},) to match weight "
                          f"{tuple(weight.shape)}, got {tuple(bias.shape)}")
-
-
-# --- The three GEMMs, shared with the transposed convolution -------------------------------
-
-def _conv2d(x, weight, stride, padding, dilation):
-    """y = conv2d(x, weight) without bias: one GEMM over the whole batch."""
-    N = x.shape[0]
-    F = weight.shape[0]
-    col = im2col(x, weight.shape[2:], stride, padding, dilation)     # (CKK, N*OH*OW)
-    OH, OW = _geometry(x.shape, weight.shape[2:], stride, padding, dilation)[4]
-    y = weight.reshape(F, -1) @ col                                  # (F, N*OH*OW)
-    y = y.reshape(F, N, OH, OW).transpose(1, 0, 2, 3)                # (N, F, OH, OW)
-    return get_array_module(y).ascontiguousarray(y)                  # no copy when N == 1
-
-
-def _conv2d_input_grad(dy, weight, x_shape, stride, padding, dilation):
-    """dx = col2im(W^T dY): the adjoint of _conv2d in x (a transposed convolution of dy)."""
-    F = weight.shape[0]
-    dy_mat = _channels_first(dy)                                     # (F, N*OH*OW)
-    dcol = weight.reshape(F, -1).T @ dy_mat                          # (CKK, N*OH*OW)
-    return col2im(dcol, x_shape, weight.shape[2:], stride, padding, dilation)
-
-
-def _conv2d_weight_grad(dy, x, weight_shape, stride, padding, dilation):
-    """dW = dY im2col(x)^T: the adjoint of _conv2d in W."""
-    col = im2col(x, weight_shape[2:], stride, padding, dilation)    # (CKK, N*OH*OW)
-    dy_mat = _channels_first(dy)                                     # (F, N*OH*OW)
-    return (dy_mat @ col.T).reshape(weight_shape)                    # (F, C, KH, KW)
-
-
-def _channels_first(a):
-    """(N, F, H, W) -> (F, N*H*W), the GEMM layout of im2col's columns."""
-    N, F, H, W = a.shape
-    return a.transpose(1, 0, 2, 3).reshape(F, N * H * W)             # a view when N == 1

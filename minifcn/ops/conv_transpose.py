@@ -71,7 +71,8 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
     stride, padding, output_padding, dilation, y_shape = geometry
     conv_geometry = (stride, padding, dilation)
     y = _conv2d_input_grad(_pad_to_conv_output(x, y_shape, weight, conv_geometry), weight,
-                           y_shape, *conv_geometry)                       # (N, C_out, OH, OW)
+                           y_shape, *conv_geometry,
+                           what="conv_transpose2d forward")               # (N, C_out, OH, OW)
     if bias is not None:
         y += bias.reshape(1, -1, 1, 1)
     return y, ConvTranspose2dCache(x, weight, bias is not None, stride, padding,
@@ -106,9 +107,11 @@ def conv_transpose2d_backward(dy, cache: ConvTranspose2dCache):
     array_module_of(dy=dy, x=x)
     conv_geometry = (cache.stride, cache.padding, cache.dilation)
     N, C_in, H, W = x.shape
-    dx = _conv2d(dy, weight, *conv_geometry)[:, :, :H, :W]               # (N, C_in, H, W)
+    dx = _conv2d(dy, weight, *conv_geometry,
+                 what="conv_transpose2d backward (dx)")[:, :, :H, :W]    # (N, C_in, H, W)
     x_full = _pad_to_conv_output(x, y_shape, weight, conv_geometry)
-    dweight = _conv2d_weight_grad(x_full, dy, weight.shape, *conv_geometry)
+    dweight = _conv2d_weight_grad(x_full, dy, weight.shape, *conv_geometry,
+                                  what="conv_transpose2d backward (dweight)")
     dbias = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
     return get_array_module(dx).ascontiguousarray(dx), dweight, dbias
 

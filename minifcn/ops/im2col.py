@@ -121,32 +121,114 @@ def col2im(col, x_shape, kernel_size, stride=1, padding=0, dilation=1):
     return col2im_gpu(col, x_shape, kernel, stride, padding, dilation, out)
 
 
-def _window(i, j, stride, dilation, out):
-    """The strided slice of the padded image that kernel offset (i, j) reads, one per output."""
-    h0, w0 = i * dilation[0], j * dilation[1]
-    return (slice(None), slice(None),
-            slice(h0, h0 + stride[0] * (out[0] - 1) + 1, stride[0]),
-            slice(w0, w0 + stride[1] * (out[1] - 1) + 1, stride[1]))
-
-
 def _im2col_cpu(x, kernel, stride, padding, dilation, out):
-    N, C, H, W = x.shape
-    ph, pw = padding
-    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
+    N, C = x.shape[:2]
     col = np.empty((C, kernel[0], kernel[1], N, out[0], out[1]), dtype=x.dtype)
-    for i in range(kernel[0]):
-        for j in range(kernel[1]):
-            window = x_pad[_window(i, j, stride, dilation, out)]   # (N, C, OH, OW)
-            col[:, i, j] = window.transpose(1, 0, 2, 3)            # (C, N, OH, OW)
+    _im2col_window_cpu(x, col, stride, padding, dilation)
     return col
 
 
 def _col2im_cpu(col, x_shape, kernel, stride, padding, dilation, out):
     N, C, H, W = x_shape
-    ph, pw = padding
     col = col.reshape(C, kernel[0], kernel[1], N, out[0], out[1])
-    x_pad = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=col.dtype)
-    for i in range(kernel[0]):
-        for j in range(kernel[1]):
-            x_pad[_window(i, j, stride, dilation, out)] += col[:, i, j].transpose(1, 0, 2, 3)
-    return np.ascontiguousarray(x_pad[:, :, ph:ph + H, pw:pw + W])   # (N, C, H, W)
+    x = np.zeros(x_shape, dtype=col.dtype)
+    _col2im_window_add_cpu(col, x, stride, padding, dilation)
+    return x
+
+
+# --- Windows with an offset: the bodies above, and the chunks of a convolution --------------
+#
+# ``offset = (TOP, LEFT)`` generalises the padding: output row p reads input row
+# ``p*S - TOP + i*D``, and rows outside the image read zeros. ``TOP = P`` is the padded
+# convolution; a chunk of output rows starting at row r0 uses ``TOP = P - r0*S`` (negative
+# further down), so no padded copy of x is ever made.
+
+def _valid(size, out, stride, offset, start):
+    """The output positions p in [0, out) whose input ``p*stride - offset + start`` lies in
+    [0, size), as ``(output slice, input slice)``, or None when there are none."""
+    lo = max(0, -((start - offset) // stride))                     # ceil((offset-start)/S)
+    hi = min(out, (size - 1 + offset - start) // stride + 1)
+    if hi <= lo:
+        return None
+    first = lo * stride - offset + start
+    return slice(lo, hi), slice(first, first + stride * (hi - lo - 1) + 1, stride)
+
+
+def _window_slices(x_hw, out_hw, stride, offset, dilation, i, j):
+    """Slices (rows, columns) of output and input for kernel offset (i, j), or None."""
+    rows = _valid(x_hw[0], out_hw[0], stride[0], offset[0], i * dilation[0])
+    cols = _valid(x_hw[1], out_hw[1], stride[1], offset[1], j * dilation[1])
+    return None if rows is None or cols is None else (rows, cols)
+
+
+def _im2col_window_cpu(x, col, stride, offset, dilation):
+    """Fill col (C, KH, KW, N, OH, OW) in place: ``x[n, c, p*S - TOP + i*D, ...]`` or 0."""
+    C, KH, KW, N, OH, OW = col.shape
+    for i in range(KH):
+        for j in range(KW):
+            dst = col[:, i, j]                                     # (C, N, OH, OW)
+            found = _window_slices(x.shape[2:], (OH, OW), stride, offset, dilation, i, j)
+            if found is None:
+                dst[...] = 0
+                continue
+            (p, h), (q, w) = found
+            dst[:, :, :p.start] = 0                                # rows in the padding
+            dst[:, :, p.stop:] = 0
+            dst[:, :, p, :q.start] = 0                             # columns in the padding
+            dst[:, :, p, q.stop:] = 0
+            dst[:, :, p, q] = x[:, :, h, w].transpose(1, 0, 2, 3)  # (C, N, rows, cols)
+
+
+def _col2im_window_add_cpu(col, x, stride, offset, dilation):
+    """Add col (C, KH, KW, N, OH, OW) onto the image x (N, C, H, W) in place: im2col's adjoint."""
+    C, KH, KW, N, OH, OW = col.shape
+    for i in range(KH):
+        for j in range(KW):
+            found = _window_slices(x.shape[2:], (OH, OW), stride, offset, dilation, i, j)
+            if found is not None:
+                (p, h), (q, w) = found
+                x[:, :, h, w] += col[:, i, j, :, p, q].transpose(1, 0, 2, 3)
+
+
+def _im2col_into(x, col, stride, offset, dilation):
+    """im2col of x (N, C, H, W) into the given col (C, KH, KW, N, OH, OW), on x's device."""
+    if get_array_module(x) is np:
+        _im2col_window_cpu(x, col, stride, offset, dilation)
+        return
+    from ._cuda import im2col_gpu
+    C, KH, KW, N, OH, OW = col.shape
+    im2col_gpu(x, (KH, KW), stride, offset, dilation, (OH, OW), col=col)
+
+
+def _col2im_add(col, x, stride, offset, dilation, whole=False):
+    """Add col2im of col (C, KH, KW, N, OH, OW) onto x (N, C, H, W), a view, in place.
+
+    The CUDA kernel is a gather that writes whole images: with ``whole`` (col holds every
+    output row and x is still zero) it writes x directly; otherwise the rows the columns
+    reach, :func:`_gather_rows`, are gathered into scratch and added.
+    """
+    if get_array_module(col) is np:
+        _col2im_window_add_cpu(col, x, stride, offset, dilation)
+        return
+    from ._cuda import col2im_gpu
+    from ..workspace import borrow
+    C, KH, KW, N, OH, OW = col.shape
+    if whole and x.flags.c_contiguous:
+        col2im_gpu(col, x.shape, (KH, KW), stride, offset, dilation, (OH, OW), img=x)
+        return
+    lo, hi, sub_offset = _gather_rows(x.shape[2], col.shape, stride, offset, dilation)
+    if hi <= lo:
+        return
+    sub_shape = (N, C, hi - lo, x.shape[3])
+    with borrow(get_array_module(col), sub_shape, col.dtype, "col2im rows") as sub:
+        col2im_gpu(col, sub_shape, (KH, KW), stride, sub_offset, dilation, (OH, OW), img=sub)
+        x[:, :, lo:hi] += sub
+
+
+def _gather_rows(H, col_shape, stride, offset, dilation):
+    """For the GPU's col2im of a chunk: the input rows [lo, hi) that output rows [0, OH)
+    reach at vertical offset ``offset[0]``, and the offset that makes row lo the first."""
+    C, KH, KW, N, OH, OW = col_shape
+    lo = min(max(-offset[0], 0), H)
+    hi = min(max((OH - 1) * stride[0] - offset[0] + dilation[0] * (KH - 1) + 1, lo), H)
+    return lo, hi, (offset[0] + lo, offset[1])

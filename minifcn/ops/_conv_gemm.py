@@ -1,0 +1,244 @@
+r"""The three GEMMs of a convolution, in chunks that respect the workspace limit.
+
+``conv.py`` and ``conv_transpose.py`` share these helpers (a transposed convolution is a
+convolution's adjoint, so its forward is ``_conv2d_input_grad`` and so on). Each helper runs
+over a *plan*: a list of chunks ``(n0, n1, r0, r1)``, images ``n0:n1`` and, when one image
+is too large, output rows ``r0:r1`` of one image. Without a workspace limit (or when
+everything fits) the plan is the whole batch at once, the classic one-im2col-one-GEMM.
+
+A chunk of output rows reads input rows ``r0*S - P`` to ``(r1-1)*S - P + D(KH-1)``: its
+im2col is the window copy with a vertical offset ``P - r0*S`` (``im2col._im2col_into``),
+rows above or below the image reading zeros, so padding and dilation need no special case.
+Scratch (the ``col``/``dcol`` of a chunk) is borrowed from ``minifcn.workspace`` for one
+chunk; outputs are allocated fresh and written through views, never taken from the pool.
+
+Rounding: the forward and the input gradient add each output element's terms in one GEMM
+as before (the input gradient's col2im adds overlapping rows of neighbouring chunks in
+another order). The weight gradient sums over chunks: each chunk's ``dY X^T`` is rounded to
+the output dtype and accumulated there, so in float32 it can differ from one GEMM by a few
+units in the last place per chunk (relative 1e-7 per chunk, like a different BLAS blocking).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import NamedTuple
+
+from .. import workspace
+from ..backend import get_array_module
+from .im2col import _col2im_add, _geometry, _im2col_into, _is_pointwise
+
+
+class _Conv(NamedTuple):
+    """The geometry of a convolution of x (N, C, H, W) by a (F, C, KH, KW) weight."""
+    x_shape: tuple
+    w_shape: tuple
+    stride: tuple
+    padding: tuple
+    dilation: tuple
+    out: tuple                       # (OH, OW)
+    itemsize: int
+    what: str                        # e.g. "conv2d forward", for messages
+    gpu: bool                        # CuPy arrays: col2im gathers rows into scratch
+
+    @property
+    def ckk(self) -> int:
+        return self.w_shape[1] * self.w_shape[2] * self.w_shape[3]
+
+    @property
+    def pointwise(self) -> bool:
+        return _is_pointwise(self.w_shape[2:], self.stride, self.padding)
+
+    def col_bytes(self, images: int, rows: int) -> int:
+        """The chunk's im2col buffer; none for one image of a 1x1 conv (x is its own col)."""
+        if self.pointwise and images == 1:
+            return 0
+        return self.ckk * images * rows * self.out[1] * self.itemsize
+
+    def describe(self) -> str:
+        return (f"{self.what} (weight {self.w_shape}, im2col image {self.x_shape}, stride "
+                f"{self.stride}, padding {self.padding}, dilation {self.dilation})")
+
+
+def _conv(xp, x_shape, w_shape, stride, padding, dilation, dtype, what) -> _Conv:
+    out = _geometry(x_shape, w_shape[2:], stride, padding, dilation)[4]
+    return _Conv(tuple(x_shape), tuple(w_shape), stride, padding, dilation, out,
+                 dtype.itemsize, what, xp.__name__ != "numpy")
+
+
+# --- The plan ------------------------------------------------------------------------------
+
+def _plan(conv: _Conv, cost):
+    """Chunks ``(n0, n1, r0, r1)`` whose largest buffer, ``cost(images, rows)``, fits the limit."""
+    N, OH = conv.x_shape[0], conv.out[0]
+    limit = workspace.get_workspace_limit()
+    if limit is None or cost(N, OH) <= limit:
+        return [(0, N, 0, OH)]
+    images = _largest(lambda k: cost(k, OH) <= limit, N)
+    if images:
+        return [(n0, n1, 0, OH) for n0, n1 in _split(N, images)]
+    rows = _largest(lambda r: cost(1, r) <= limit, OH)
+    if not rows:
+        needed = cost(1, 1)
+        raise workspace.WorkspaceLimitError(
+            f"{conv.describe()} needs {_bytes(needed)} of workspace for a single output "
+            f"row, more than the workspace limit of {_bytes(limit)}; raise it with "
+            f"minifcn.set_workspace_limit", needed, limit)
+    return [(n, n + 1, r0, r1) for n in range(N) for r0, r1 in _split(OH, rows)]
+
+
+def _bytes(n: int) -> str:
+    text = workspace.format_bytes(n)
+    return text if n < 1024 else f"{text} ({n} bytes)"
+
+
+def _largest(fits, upper: int) -> int:
+    """The largest k in [1, upper] with fits(k) (fits is monotone), or 0 if none."""
+    lo, hi = 0, upper
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
+
+
+def _split(total: int, most: int):
+    """[0, total) in ceil(total / most) near-equal ranges of at most ``most``."""
+    count = -(-total // most)
+    size = -(-total // count)
+    return [(a, min(a + size, total)) for a in range(0, total, size)]
+
+
+# --- Per chunk ------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _columns(x, conv: _Conv, chunk):
+    """im2col of the chunk: (CKK, images*rows*OW), borrowed scratch (or a view of x)."""
+    n0, n1, r0, r1 = chunk
+    C, H, W = conv.x_shape[1:]
+    if conv.pointwise and n1 - n0 == 1:
+        yield x[n0].reshape(C, H * W)[:, r0 * W:r1 * W]             # (C, rows*W), a view
+        return
+    KH, KW = conv.w_shape[2:]
+    shape = (C, KH, KW, n1 - n0, r1 - r0, conv.out[1])
+    with workspace.borrow(get_array_module(x), shape, x.dtype, f"im2col for {conv.describe()}") \
+            as col:
+        offset = (conv.padding[0] - r0 * conv.stride[0], conv.padding[1])
+        _im2col_into(x[n0:n1], col, conv.stride, offset, conv.dilation)
+        yield col.reshape(conv.ckk, -1)                              # (CKK, images*rows*OW)
+
+
+def _image_rows(a, n, r0, r1):
+    """Rows r0:r1 of image n of a (N, F, OH, OW) as the (F, rows*OW) matrix, a view."""
+    F, OH, OW = a.shape[1:]
+    return a[n].reshape(F, OH * OW)[:, r0 * OW:r1 * OW]
+
+
+# --- The three GEMMs ------------------------------------------------------------------------
+
+def _conv2d(x, weight, stride, padding, dilation, what="conv2d forward"):
+    """y = conv2d(x, weight) without bias: ``W @ im2col(x)`` per chunk, into y (N, F, OH, OW)."""
+    xp = get_array_module(x)
+    x = xp.ascontiguousarray(x)
+    conv = _conv(xp, x.shape, weight.shape, stride, padding, dilation, x.dtype, what)
+    F = weight.shape[0]
+    w_mat = weight.reshape(F, -1)                                    # (F, CKK)
+    y = xp.empty((x.shape[0], F) + conv.out, dtype=x.dtype)          # (N, F, OH, OW)
+    for chunk in _plan(conv, conv.col_bytes):
+        n0, n1, r0, r1 = chunk
+        with _columns(x, conv, chunk) as col:                        # (CKK, images*L)
+            L = (r1 - r0) * conv.out[1]
+            for k in range(n1 - n0):                                 # a GEMM per image
+                xp.matmul(w_mat, col[:, k * L:(k + 1) * L], out=_image_rows(y, n0 + k, r0, r1))
+    return y
+
+
+def _conv2d_input_grad(dy, weight, x_shape, stride, padding, dilation,
+                       what="conv2d input gradient"):
+    """dx = col2im(W^T dY): the adjoint of _conv2d in x (a transposed convolution of dy)."""
+    xp = get_array_module(dy)
+    dy = xp.ascontiguousarray(dy)
+    conv = _conv(xp, x_shape, weight.shape, stride, padding, dilation, dy.dtype, what)
+    w_t = weight.reshape(weight.shape[0], -1).T                      # (CKK, F)
+    dx = xp.zeros(tuple(x_shape), dtype=dy.dtype)                    # (N, C, H, W)
+    for chunk in _plan(conv, lambda k, r: max(conv.col_bytes(k, r), _rows_bytes(conv, k, r))):
+        n0, n1, r0, r1 = chunk
+        if conv.pointwise and n1 - n0 == 1:                          # dcol is dx itself
+            xp.matmul(w_t, _image_rows(dy, n0, r0, r1), out=_image_rows(dx, n0, r0, r1))
+            continue
+        _add_chunk_gradient(dx, dy, w_t, conv, chunk)
+    return dx
+
+
+def _add_chunk_gradient(dx, dy, w_t, conv: _Conv, chunk):
+    """dx[n0:n1] += col2im(W^T dY) for one chunk's rows of dy."""
+    n0, n1, r0, r1 = chunk
+    C, (KH, KW), OW = conv.x_shape[1], conv.w_shape[2:], conv.out[1]
+    shape = (C, KH, KW, n1 - n0, r1 - r0, OW)
+    xp = get_array_module(dy)
+    with workspace.borrow(xp, shape, dy.dtype, f"col2im for {conv.describe()}") as dcol:
+        dcol_mat = dcol.reshape(conv.ckk, -1)                        # (CKK, images*L)
+        L = (r1 - r0) * OW
+        for k in range(n1 - n0):
+            xp.matmul(w_t, _image_rows(dy, n0 + k, r0, r1), out=dcol_mat[:, k * L:(k + 1) * L])
+        offset = (conv.padding[0] - r0 * conv.stride[0], conv.padding[1])
+        _col2im_add(dcol, dx[n0:n1], conv.stride, offset, conv.dilation,
+                    whole=(r0, r1) == (0, conv.out[0]))
+
+
+def _rows_bytes(conv: _Conv, images, rows):
+    """The input rows a chunk of output rows reaches: the GPU col2im's gather buffer (the
+    CPU adds into dx in place)."""
+    if not conv.gpu or (conv.pointwise and images == 1):
+        return 0
+    C, H, W = conv.x_shape[1:]
+    reach = (rows - 1) * conv.stride[0] + conv.dilation[0] * (conv.w_shape[2] - 1) + 1
+    return images * C * min(reach, H) * W * conv.itemsize
+
+
+def _conv2d_weight_grad(dy, x, weight_shape, stride, padding, dilation,
+                        what="conv2d weight gradient"):
+    """dW = dY im2col(x)^T: the adjoint of _conv2d in W, summed over the chunks."""
+    xp = get_array_module(x)
+    x, dy = xp.ascontiguousarray(x), xp.ascontiguousarray(dy)
+    conv = _conv(xp, x.shape, weight_shape, stride, padding, dilation, x.dtype, what)
+    F = weight_shape[0]
+    plan = _plan(conv, lambda k, r: max(conv.col_bytes(k, r),
+                                        F * k * r * conv.out[1] * conv.itemsize if k > 1 else 0))
+    dw = None
+    for chunk in plan:
+        with _columns(x, conv, chunk) as col, _dy_matrix(dy, conv, chunk) as dy_mat:
+            if dw is None:
+                dw = xp.matmul(dy_mat, col.T)                        # (F, CKK), fresh
+            else:
+                _accumulate(dw, dy_mat, col, conv)
+    return dw.reshape(weight_shape)                                  # (F, C, KH, KW)
+
+
+@contextlib.contextmanager
+def _dy_matrix(dy, conv: _Conv, chunk):
+    """The chunk's dy as (F, images*rows*OW): a view for one image, else borrowed scratch."""
+    n0, n1, r0, r1 = chunk
+    if n1 - n0 == 1:
+        yield _image_rows(dy, n0, r0, r1)
+        return
+    F = dy.shape[1]
+    shape = (F, n1 - n0) + dy.shape[2:]
+    with workspace.borrow(get_array_module(dy), shape, dy.dtype,
+                          f"dy columns for {conv.describe()}") as mat:
+        mat[...] = dy[n0:n1].transpose(1, 0, 2, 3)                  # (F, images, OH, OW)
+        yield mat.reshape(F, -1)
+
+
+def _accumulate(dw, dy_mat, col, conv: _Conv):
+    """dw += dy_mat @ col.T through scratch of at most the workspace limit, in blocks."""
+    F, ckk = dw.shape
+    limit = workspace.get_workspace_limit()
+    cols = ckk if limit is None else max(1, min(ckk, limit // conv.itemsize))
+    rows = F if limit is None else max(1, min(F, limit // (cols * conv.itemsize)))
+    xp = get_array_module(dw)
+    with workspace.borrow(xp, (rows, cols), dw.dtype, f"weight gradient of {conv.what}") as part:
+        for f0 in range(0, F, rows):
+            for c0 in range(0, ckk, cols):
+                f1, c1 = min(f0 + rows, F), min(c0 + cols, ckk)
+                block = part[:f1 - f0, :c1 - c0]
+                xp.matmul(dy_mat[f0:f1], col[c0:c1].T, out=block)   # (rows, cols)
+                dw[f0:f1, c0:c1] += block
