@@ -7,7 +7,13 @@ r"""Scratch memory for the convolutions: a workspace limit and a pool of reusabl
 >>> minifcn.set_workspace_limit("256MiB")        # or MINIFCN_WORKSPACE_LIMIT=256MiB
 >>> minifcn.get_workspace_limit()
 268435456
->>> minifcn.set_workspace_limit(None)            # unlimited, the default
+>>> minifcn.set_workspace_limit(None)            # unlimited
+
+The default is :data:`DEFAULT_LIMIT`, 256 MiB: on the project's 2-core machine it made
+FCN-8s's conv1_2 at 500x500 faster (forward 420 -> 349 ms, backward 882 -> 769 ms; the
+chunks fit the cache) and the whole training step's peak memory smaller (3.07 -> 2.37 GiB,
+below PyTorch's 2.45). ``MINIFCN_WORKSPACE_LIMIT=none`` (or ``set_workspace_limit(None)``)
+turns it off.
 
 ``conv2d`` and ``conv_transpose2d`` (forward and backward) split their GEMMs over images and,
 within an image, over output rows, so that no workspace buffer they allocate is larger than
@@ -40,6 +46,7 @@ import threading
 import numpy
 
 ENV_VARIABLE = "MINIFCN_WORKSPACE_LIMIT"
+DEFAULT_LIMIT = 256 * 2 ** 20         # the workspace limit unless the environment says
 MAX_BUFFERS = 4                       # free buffers the pool keeps at most
 DEFAULT_POOL_BYTES = 512 * 2 ** 20    # what the pool retains without a workspace limit
 _CHECK_MEMORY_ABOVE = 64 * 2 ** 20    # allocations from this size on are checked first
@@ -156,7 +163,7 @@ def pool_limit() -> int:
 
 def _limit_from_environment():
     value = os.environ.get(ENV_VARIABLE, "")
-    return parse_size(value, ENV_VARIABLE) if value.strip() else None
+    return parse_size(value, ENV_VARIABLE) if value.strip() else DEFAULT_LIMIT
 
 
 # --- The pool ------------------------------------------------------------------------------

@@ -59,6 +59,21 @@ def plans(monkeypatch):
     return made
 
 
+@pytest.fixture
+def costs(monkeypatch):
+    """Every chunk plan with what it was made from, ``(conv, cost, chunks)``, as the conv
+    helpers (and the stride-phase path of conv_transpose2d) hand them to ``_plan``."""
+    made = []
+    plan = _conv_gemm._plan
+
+    def recording(conv, cost):
+        made.append((conv, cost, plan(conv, cost)))
+        return made[-1][2]
+
+    monkeypatch.setattr(_conv_gemm, "_plan", recording)
+    return made
+
+
 def _row_limit(xp, image_shape, w_shape, options, rows, dtype=np.float64):
     """The workspace limit that lets a chunk hold ``rows`` output rows of one image."""
     _, stride, padding, dilation, _ = _geometry(image_shape, w_shape[2:], *options)
@@ -133,7 +148,10 @@ def _transpose_run(xp, x, w, b, options, dy_rng):
 
 @pytest.mark.parametrize("chunking", list(CHUNKINGS))
 @pytest.mark.parametrize("case", TRANSPOSE_CASES, ids=TRANSPOSE_IDS)
-def test_chunked_conv_transpose2d_equals_unchunked(xp, rng, allocations, plans, case, chunking):
+def test_chunked_conv_transpose2d_equals_unchunked(xp, rng, allocations, costs, case, chunking):
+    """The limit lets the largest plan's chunk hold ``rows`` rows of one image: the col2im
+    path (stride 1, dilation, kernel < stride) and the stride-phase path plan different rows
+    (y's or the phase grid's and x's), so the limit is taken from the plans themselves."""
     kernel, stride, padding, output_padding, dilation, n = case
     kh, kw = kernel if isinstance(kernel, tuple) else (kernel, kernel)
     x = rng.standard_normal((n, 3, 6, 5))
@@ -142,16 +160,15 @@ def test_chunked_conv_transpose2d_equals_unchunked(xp, rng, allocations, plans, 
     options = dict(stride=stride, padding=padding, output_padding=output_padding,
                    dilation=dilation)
     want = _transpose_run(xp, x, w, b, options, np.random.default_rng(1))
-    conv_options = (stride, padding, dilation)                # the helpers' view: y is the image
-    rows = CHUNKINGS[chunking] or _geometry(want[0].shape, w.shape[2:], *conv_options)[4][0]
-    limit = _row_limit(xp, want[0].shape, w.shape, conv_options, rows)
-    allocations.clear(), plans.clear()
+    limit = max(max(64, cost(1, min(CHUNKINGS[chunking] or conv.out[0], conv.out[0])))
+                for conv, cost, _ in costs)
+    allocations.clear(), costs.clear()
     with workspace.limited(limit):
         got = _transpose_run(xp, x, w, b, options, np.random.default_rng(1))
     for name, g, v in zip(("y", "dx", "dweight", "dbias"), got, want):
         assert rel_error(g, v) < 1e-12, f"{name}: {rel_error(g, v):.1e}"
     assert max(allocations, default=0) <= limit, f"{max(allocations)} > {limit}"
-    _assert_chunked(plans, chunking, n)
+    _assert_chunked([chunks for _, _, chunks in costs], chunking, n)
 
 
 def test_chunked_float32_stays_float32_and_close(xp, rng):
@@ -257,7 +274,9 @@ def _import_minifcn_with(value):
 
 def test_environment_variable_is_read_at_import():
     assert _import_minifcn_with("256MiB").stdout.strip() == str(256 * 2 ** 20)
-    assert _import_minifcn_with("").stdout.strip() == "None"
+    assert _import_minifcn_with("").stdout.strip() == str(workspace.DEFAULT_LIMIT)
+    assert _import_minifcn_with("none").stdout.strip() == "None"
+    assert workspace.DEFAULT_LIMIT == 256 * 2 ** 20
     bad = _import_minifcn_with("lots")
     assert bad.returncode != 0 and "MINIFCN_WORKSPACE_LIMIT must be" in bad.stderr
 
