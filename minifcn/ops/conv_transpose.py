@@ -12,13 +12,20 @@ its transpose ``C^T`` maps back. The transposed convolution with weight ``W`` *i
 So this file holds no im2col of its own: it calls the helpers of ``conv.py`` with the
 roles swapped. FCN's ``upscore`` layers are transposed convolutions with stride 2, 8, 16
 or 32, initialised to bilinear interpolation (see ``upsample.py``).
+
+With a stride (and no dilation, the kernel at least the stride) the col2im's overlapping
+adds are avoided altogether: ``_phases.py`` splits the output into its ``S_H*S_W`` stride
+phases, each a small stride-1 correlation of x, so forward and backward become one
+convolution with ``S_H*S_W*C_out`` channels on x's grid and a pixel shuffle. Other options
+(stride 1, dilation, kernel smaller than the stride) take the col2im path above; both give
+the same result up to the order of float additions.
 """
 from __future__ import annotations
 
 from typing import NamedTuple
 
 from ..backend import array_module_of, get_array_module
-from . import _checks
+from . import _checks, _phases
 from .conv import _check_conv_args, _conv2d, _conv2d_input_grad, _conv2d_weight_grad
 from .im2col import conv_output_size, conv_transpose_output_size
 
@@ -63,16 +70,20 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
         \qquad y[n, o] \mathrel{+}= b[o],
 
     summed over c, h, w, i, j (terms landing outside the output are dropped). This is
-    ``col2im(W.reshape(C_in, -1).T @ x)``: conv2d's input gradient with ``dy = x``.
+    ``col2im(W.reshape(C_in, -1).T @ x)``: conv2d's input gradient with ``dy = x``; with a
+    stride, the same sum is computed phase by phase (``_phases.py``), each output once.
     """
     _check_conv_args(x, weight, bias, transposed=True)
     geometry = _transpose_geometry(x.shape, weight.shape, stride, padding, output_padding,
                                    dilation)
     stride, padding, output_padding, dilation, y_shape = geometry
-    conv_geometry = (stride, padding, dilation)
-    y = _conv2d_input_grad(_pad_to_conv_output(x, y_shape, weight, conv_geometry), weight,
-                           y_shape, *conv_geometry,
-                           what="conv_transpose2d forward")               # (N, C_out, OH, OW)
+    if _phases.applies(weight.shape[2:], stride, dilation):
+        y = _phases.forward(x, weight, stride, padding, y_shape)          # (N, C_out, OH, OW)
+    else:
+        conv_geometry = (stride, padding, dilation)
+        y = _conv2d_input_grad(_pad_to_conv_output(x, y_shape, weight, conv_geometry), weight,
+                               y_shape, *conv_geometry,
+                               what="conv_transpose2d forward")           # (N, C_out, OH, OW)
     if bias is not None:
         y += bias.reshape(1, -1, 1, 1)
     return y, ConvTranspose2dCache(x, weight, bias is not None, stride, padding,
@@ -98,13 +109,19 @@ def conv_transpose2d_backward(dy, cache: ConvTranspose2dCache):
         dW[c, o, i, j] = \sum_{n, h, w} x[n, c, h, w]\, dy_{pad}[n, o, hS + iD, wS + jD],
         \qquad db[o] = \sum_{n, p, q} dy[n, o, p, q],
 
-    the weight gradient being conv2d's with x and dy in swapped roles.
+    the weight gradient being conv2d's with x and dy in swapped roles. With a stride (see
+    the forward) both come from dy's stride phases instead: one GEMM each on x's grid, and
+    no im2col of dy.
     """
     x, weight = cache.x, cache.weight
     _, _, _, _, y_shape = _transpose_geometry(x.shape, weight.shape, cache.stride, cache.padding,
                                               cache.output_padding, cache.dilation)
     _checks.grad_shape(dy, y_shape, x.dtype)
     array_module_of(dy=dy, x=x)
+    dbias = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
+    if _phases.applies(weight.shape[2:], cache.stride, cache.dilation):
+        dx, dweight = _phases.backward(dy, x, weight, cache.stride, cache.padding)
+        return dx, dweight, dbias
     conv_geometry = (cache.stride, cache.padding, cache.dilation)
     N, C_in, H, W = x.shape
     dx = _conv2d(dy, weight, *conv_geometry,
@@ -112,7 +129,6 @@ def conv_transpose2d_backward(dy, cache: ConvTranspose2dCache):
     x_full = _pad_to_conv_output(x, y_shape, weight, conv_geometry)
     dweight = _conv2d_weight_grad(x_full, dy, weight.shape, *conv_geometry,
                                   what="conv_transpose2d backward (dweight)")
-    dbias = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
     return get_array_module(dx).ascontiguousarray(dx), dweight, dbias
 
 

@@ -15,6 +15,9 @@ the input: NumPy loops over the ``KH*KW`` kernel offsets, each a strided slice c
 outputs at once; CuPy runs one CUDA thread per output forward, and backward one thread per
 input pixel that *gathers* from the outputs whose windows contain it (no atomics, so the
 result is deterministic and, summed in the same order, equal to the NumPy one).
+
+When the windows tile the input (kernel == stride, no padding: FCN's 2x2 stride-2 pools),
+NumPy takes a shorter road, ``_pool_tiles.py``, with the same results bit for bit.
 """
 from __future__ import annotations
 
@@ -94,7 +97,10 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     kernel, stride, padding, out = _pool_geometry(x.shape, kernel_size, stride, padding,
                                                   ceil_mode)
     if get_array_module(x) is np:
-        y, argmax = _forward_cpu(x, kernel, stride, padding, out)
+        from . import _pool_tiles
+        tiled = _pool_tiles.applies(kernel, stride, padding)
+        y, argmax = (_pool_tiles.forward if tiled else _forward_cpu)(x, kernel, stride, padding,
+                                                                     out)
     else:
         from ._cuda import max_pool2d_forward_gpu
         y, argmax = max_pool2d_forward_gpu(x, kernel, stride, padding, out,
@@ -132,7 +138,9 @@ def max_pool2d_backward(dy, cache: MaxPool2dCache):
     array_module_of(dy=dy, cache=cache.argmax)
     geometry = (cache.kernel, cache.stride, cache.padding)
     if get_array_module(dy) is np:
-        return _backward_cpu(dy, cache.argmax, cache.x_shape, *geometry)
+        from . import _pool_tiles
+        backward = _pool_tiles.backward if _pool_tiles.applies(*geometry) else _backward_cpu
+        return backward(dy, cache.argmax, cache.x_shape, *geometry)
     from ._cuda import max_pool2d_backward_gpu
     return max_pool2d_backward_gpu(dy, cache.argmax, cache.x_shape, *geometry)
 
