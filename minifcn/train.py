@@ -43,6 +43,8 @@ import csv
 import json
 import math
 import os
+import signal
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -66,6 +68,40 @@ LOG_FIELDS = ("iteration", "loss", "lr", "pixel_accuracy", "mean_accuracy", "mea
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or inf; the message names the iteration and the last good
     checkpoint, which was left as it was."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped training between two iterations; ``iteration`` is the last
+    one completed and ``checkpoint`` the ``last.npz`` written for it (resume from it)."""
+
+    def __init__(self, iteration: int, checkpoint: str):
+        super().__init__(f"interrupted after iteration {iteration}; {checkpoint} holds it: "
+                         f"continue with resume={checkpoint!r} (--resume)")
+        self.iteration, self.checkpoint = iteration, checkpoint
+
+
+class _DeferredInterrupt:
+    """While active (main thread only), a first SIGINT only sets ``requested``: the loop
+    stops at the end of the iteration in progress, so no checkpoint ever holds a model
+    updated halfway. A second SIGINT raises ``KeyboardInterrupt`` at once."""
+
+    def __init__(self, active: bool):
+        self.active = active and threading.current_thread() is threading.main_thread()
+        self.requested, self.previous = False, None
+
+    def __enter__(self):
+        if self.active:
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc_info):
+        if self.active:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 class CheckpointError(ValueError):
@@ -318,6 +354,10 @@ def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
     ------
     TrainingDiverged
         When a logged loss is NaN or inf; no checkpoint is written after it.
+    TrainingInterrupted
+        On Ctrl-C (SIGINT) with a ``checkpoint_dir``: the iteration in progress finishes,
+        ``last.npz`` is written for it, and resuming from it continues exactly. Without a
+        ``checkpoint_dir`` Ctrl-C raises ``KeyboardInterrupt`` as usual.
     """
     iters = positive_int("iters", iters)
     if stop_after is not None:
@@ -342,9 +382,13 @@ def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
 
     stop = iters if stop_after is None else min(iters, start + stop_after)
     model.train()
-    with tqdm(total=iters, initial=start, disable=not progress, unit="it",
-              dynamic_ncols=True) as bar:
+    interrupt = _DeferredInterrupt(active=checkpoint_dir is not None)
+    with interrupt, tqdm(total=iters, initial=start, disable=not progress, unit="it",
+                         dynamic_ncols=True) as bar:
         for it in range(start + 1, stop + 1):
+            if interrupt.requested:                    # Ctrl-C during the last iteration
+                checkpoint("last.npz", it - 1)
+                raise TrainingInterrupted(it - 1, os.path.join(checkpoint_dir, "last.npz"))
             lr = optimizer.param_groups[0]["lr"]       # the rate this step uses
             images, labels = next(batches)
             loss = train_step(model, optimizer, images, labels, scheduler)

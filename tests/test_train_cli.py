@@ -144,3 +144,35 @@ def test_demo_user_errors(tmp_path, capsys):
     assert "--iters and --test-images must be at least 1" in capsys.readouterr().err
     assert cli.main(["demo", "--device", "cuda:x", "--out", str(tmp_path)]) == 2
     assert "device" in capsys.readouterr().err
+
+
+def test_ctrl_c_saves_the_iteration_and_resume_continues_exactly(shapes_dir, tmp_path):
+    """SIGINT mid-run: exit 130, last.npz holds the last whole iteration, and resuming
+    from it gives the same weights as a run never interrupted."""
+    import signal
+    import time
+
+    common = ["train", "--data-dir", shapes_dir, *SHAPES, *TINY, "--val-split", "none",
+              "--iters", "400", "--log-every", "1"]
+    out = tmp_path / "cut"
+    process = subprocess.Popen([sys.executable, "-m", "minifcn", *common, "--out", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log, deadline = out / "log.csv", time.monotonic() + 120
+    while (not log.exists() or log.read_text().count("\n") < 4) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "interrupted after iteration" in err and "--resume" in err and err.count("\n") == 1
+    from minifcn.train import load_checkpoint
+    from minifcn.models import FCN8s
+    stopped = load_checkpoint(out / "last.npz", FCN8s(n_class=4, width=0.0625)).iteration
+    assert 3 <= stopped < 400
+    assert cli.main([*common, "--stop-after", "3", "--out", str(out),
+                     "--resume", str(out / "last.npz")]) == 0
+    assert cli.main([*common, "--stop-after", str(stopped + 3),
+                     "--out", str(tmp_path / "whole")]) == 0
+    resumed = read_weights(out / "model.npz").arrays
+    whole = read_weights(tmp_path / "whole" / "model.npz").arrays
+    for name in whole:
+        np.testing.assert_array_equal(resumed[name], whole[name], err_msg=name)

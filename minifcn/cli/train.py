@@ -84,7 +84,9 @@ def run(args) -> int:
     from ..data import DatasetError, VOCSegmentation
     from ..io import WeightsError
     from ..metrics import format_metrics
-    from ..train import CheckpointError, TrainingDiverged
+    import sys
+
+    from ..train import CheckpointError, TrainingDiverged, TrainingInterrupted
     from ..training_setup import TrainingSetup
 
     _check(args)
@@ -106,6 +108,11 @@ def run(args) -> int:
                            progress=not args.no_progress, stop_after=args.stop_after)
     except (DatasetError, WeightsError, CheckpointError, TrainingDiverged, ValueError) as err:
         raise UserError(f"train: {err}") from None
+    except TrainingInterrupted as stop:
+        print(f"minifcn: train: interrupted after iteration {stop.iteration}; "
+              f"{stop.checkpoint} holds it. Continue with the same command and --resume "
+              f"{stop.checkpoint}", file=sys.stderr)
+        return 130
     except OSError as err:
         raise UserError(f"train: cannot write into {args.out}: {err.strerror or err}") \
             from None
