@@ -64,8 +64,7 @@ def run_demo(out="minifcn-demo", *, device="cpu", iters=None, seed=0, progress=T
     echo : where the step-by-step lines go (``print``; ``lambda *a: None`` for silence)
     **overrides : any other :data:`RECIPE` entry (e.g. ``size=(96, 96)``, ``n_test=20``)
     """
-    from .plot import read_log, segmentation_panels, training_curves
-    from .inference import predict
+    from .plot import read_log, training_curves
     from .train import evaluate
     from .training_setup import EvalBatches
 
@@ -97,11 +96,11 @@ def run_demo(out="minifcn-demo", *, device="cpu", iters=None, seed=0, progress=T
     echo(f"kept the weights of {result.weights_from}; scoring {len(test_set)} held-out "
          f"images")
 
-    metrics = evaluate(setup.model, EvalBatches(test_set, recipe["preprocess"]), 4)
+    metrics = evaluate(setup.model, EvalBatches(test_set, recipe["preprocess"]),
+                       ShapesDataset.n_class)
     files = {"model": result.weights_path, "log": os.path.join(out, "log.csv"),
              "metrics": os.path.join(out, "metrics.txt"),
              "curves": os.path.join(out, "curves.png")}
-    seconds = time.perf_counter() - start
     table = format_metrics(metrics, names)
     _write_text(files["metrics"], f"minifcn demo: {recipe['model']}, width "
                 f"{recipe['width']:g}, {result.iteration} iterations, {device}, seed {seed}; "
@@ -109,18 +108,20 @@ def run_demo(out="minifcn-demo", *, device="cpu", iters=None, seed=0, progress=T
     training_curves(read_log(files["log"]), files["curves"],
                     title=f"{recipe['model']} width {recipe['width']:g} on shapes",
                     target=0.85)
-    files.update(_write_examples(out, setup.model, test_set, recipe, names, palette,
-                                 predict, segmentation_panels))
+    files.update(_write_examples(out, setup.model, test_set, recipe, names, palette))
+    seconds = time.perf_counter() - start
     echo(table)
     echo(f"held-out mean IoU {metrics.mean_iou:.3f} after {seconds:.0f} s")
-    return DemoResult(metrics, time.perf_counter() - start, files)
+    return DemoResult(metrics, seconds, files)
 
 
-def _write_examples(out, model, test_set, recipe, names, palette, predict, panels) -> dict:
+def _write_examples(out, model, test_set, recipe, names, palette) -> dict:
     """Panels and sample PNGs for the first ``n_examples`` test images."""
     from PIL import Image
 
+    from .inference import predict
     from .io import atomic_open
+    from .plot import segmentation_panels
 
     files = {}
     for folder in ("examples", "samples"):
@@ -129,7 +130,7 @@ def _write_examples(out, model, test_set, recipe, names, palette, predict, panel
         image, truth = test_set[i]
         label = predict(model, image, recipe["preprocess"])
         files[f"example{i}"] = os.path.join(out, "examples", f"test_{i:03d}.png")
-        panels(image, label, palette=palette, class_names=names, truth=truth,
+        segmentation_panels(image, label, palette=palette, class_names=names, truth=truth,
                path=files[f"example{i}"])
         files[f"sample{i}"] = os.path.join(out, "samples", f"test_{i:03d}.png")
         with atomic_open(files[f"sample{i}"]) as f:

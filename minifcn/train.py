@@ -317,6 +317,8 @@ class TrainResult(NamedTuple):
     loss: float             # the last logged loss
     best_mean_iou: float    # NaN if never validated
     metrics: dict | None    # the last validation's figures
+    validated_at: int = 0   # the iteration of the last validation in this call (0: none)
+    validation: object = None   # its SegmentationMetrics (per-class IoU included)
 
 
 def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
@@ -374,6 +376,7 @@ def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
             log_path = os.path.join(checkpoint_dir, "log.csv")
     last_good = resume
     loss_sum, window, logged = None, 0, float("nan")
+    validated_at, validation = 0, None
 
     def checkpoint(name, it):
         save_checkpoint(os.path.join(checkpoint_dir, name), model, optimizer, it,
@@ -410,6 +413,7 @@ def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
             row = {"iteration": it, "loss": logged, "lr": lr}
             if validate:
                 result = evaluate(model, val, n_class)
+                validated_at, validation = it, result
                 metrics = {k: float(getattr(result, k)) for k in LOG_FIELDS[3:]}
                 row.update(metrics)
                 if result.mean_iou > best or (math.isnan(best) and
@@ -423,7 +427,7 @@ def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
             if save:
                 checkpoint("last.npz", it)
                 last_good = os.path.join(checkpoint_dir, "last.npz")
-    return TrainResult(max(start, stop), logged, best, metrics)
+    return TrainResult(max(start, stop), logged, best, metrics, validated_at, validation)
 
 
 def _append_row(path, row: dict) -> None:

@@ -60,9 +60,6 @@ class EvalBatches:
     def __init__(self, dataset, preprocess="reference", batch_size: int = 8):
         self.dataset, self.preprocess, self.batch_size = dataset, preprocess, batch_size
 
-    def __len__(self):
-        return len(self.dataset)
-
     def __iter__(self):
         pending = []
         for i in range(len(self.dataset)):
@@ -160,10 +157,11 @@ class TrainingSetup(NamedTuple):
         best = os.path.join(out, "best.npz")
         weights_from, metrics = "the last iteration", None
         if self.val is not None:
-            if os.path.exists(best):
-                kept = load_checkpoint(best, self.model)
-                weights_from = f"best.npz, iteration {kept.iteration}"
-            metrics = evaluate(self.model, self.val, self.config["n_class"])
+            kept = load_checkpoint(best, self.model).iteration if os.path.exists(best) else 0
+            if kept:
+                weights_from = f"best.npz, iteration {kept}"
+            metrics = (result.validation if kept and kept == result.validated_at
+                       else evaluate(self.model, self.val, self.config["n_class"]))
         path = os.path.join(out, "model.npz")
         self.save_weights(path)
         return SetupResult(result.iteration, result.loss, result.best_mean_iou, metrics,
