@@ -10,7 +10,15 @@ __version__ = "0.1.0"
 from . import backend, gradcheck, nn, ops, workspace  # noqa: E402
 from .workspace import (WorkspaceLimitError, get_workspace_limit,  # noqa: E402
                         set_workspace_limit)
-from .inference import predict  # noqa: E402
 
 __all__ = ["backend", "gradcheck", "nn", "ops", "predict", "workspace",
            "set_workspace_limit", "get_workspace_limit", "WorkspaceLimitError", "__version__"]
+
+
+def __getattr__(name):
+    """``minifcn.predict`` is imported on first use, so ``import minifcn`` stays light
+    (no Pillow, no data modules)."""
+    if name == "predict":
+        from .inference import predict
+        return predict
+    raise AttributeError(f"module 'minifcn' has no attribute {name!r}")

@@ -59,6 +59,16 @@ def test_predict_is_exported_at_the_top_level():
     assert minifcn.predict is minifcn.inference.predict and callable(minifcn.predict)
 
 
+def test_importing_minifcn_leaves_pillow_and_the_data_modules_alone():
+    import subprocess
+    import sys
+
+    code = ("import sys, minifcn; print('PIL' in sys.modules, 'minifcn.inference' in "
+            "sys.modules); minifcn.predict; print('minifcn.inference' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.split() == ["False", "False", "True"], done.stderr
+
+
 @pytest.mark.parametrize("h, w", [(37, 51), (16, 16), (1, 3), (33, 20)])
 def test_predict_returns_an_hw_uint8_label_map(model, h, w):
     label = predict(model, _image(h, w))
