@@ -113,6 +113,7 @@ def conv_transpose2d_backward(dy, cache: ConvTranspose2dCache):
     the forward) both come from dy's stride phases instead: one GEMM each on x's grid, and
     no im2col of dy.
     """
+    _checks.cache_of(cache, ConvTranspose2dCache, "conv_transpose2d_forward")
     x, weight = cache.x, cache.weight
     _, _, _, _, y_shape = _transpose_geometry(x.shape, weight.shape, cache.stride, cache.padding,
                                               cache.output_padding, cache.dilation)
@@ -147,8 +148,9 @@ def _transpose_geometry(x_shape, w_shape, stride, padding, output_padding, dilat
                                            padding[a], output_padding[a], dilation[a])
                 for a in range(2))
     if min(out) < 1:
-        raise ValueError(f"output size {out[0]}x{out[1]} is too small: padding {padding} "
-                         f"removes more than the {x_shape[2]}x{x_shape[3]} input produces")
+        raise ValueError(f"padding {padding} removes more than the {x_shape[2]}x{x_shape[3]} "
+                         f"input produces: the output size would be {out[0]}x{out[1]}, too "
+                         f"small (at least 1x1)")
     return stride, padding, output_padding, dilation, (x_shape[0], w_shape[1]) + out
 
 
