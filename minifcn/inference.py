@@ -12,6 +12,7 @@ decompression-bomb guard on. Nothing in this module prints.
 """
 from __future__ import annotations
 
+import numbers
 import os
 
 import numpy as np
@@ -47,9 +48,13 @@ def predict(model, image, preprocess: str = "reference") -> np.ndarray:
     The input is cast to the model's dtype and moved to its device (that of its first
     parameter); :math:`\hat y_{h,w} = \arg\max_k s_{k,h,w}`.
     """
+    _check_model(model)
     if isinstance(image, (str, os.PathLike)):
         image = read_image(image)
     image = _rgb_uint8("image", image)
+    if min(image.shape[:2]) < 1:
+        raise ValueError(f"image must have at least one row and column, got shape "
+                         f"{image.shape}")
     device, dtype = _placement(model)
     x = normalize(image, preprocess)[None].astype(dtype, copy=False)   # (1, 3, H, W)
     x = to_device(x, device)
@@ -159,6 +164,8 @@ def overlay(image, label, palette=VOC_PALETTE, alpha: float = 0.5) -> np.ndarray
     if colours.shape != image.shape:
         raise ValueError(f"label must be (H, W) = {image.shape[:2]} like the image, got "
                          f"{colours.shape[:2]}")
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise TypeError(f"alpha must be a number in [0, 1], got {alpha!r}")
     if not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
     mixed = (1.0 - alpha) * image + alpha * colours.astype(np.float64)   # (H, W, 3)
@@ -209,6 +216,14 @@ def evaluate(model, dataset, preprocess: str = "reference", n_class=None,
 
 
 # --- small helpers ----------------------------------------------------------------------------
+
+def _check_model(model) -> None:
+    missing = [name for name in ("named_modules", "parameters", "eval")
+               if not callable(getattr(model, name, None))]
+    if missing or not callable(model):
+        raise TypeError(f"model must be a minifcn.nn.Module (an FCN, e.g. from "
+                        f"model_from_weights), got {type(model).__name__}")
+
 
 def _placement(model):
     """The device and dtype of the model's first parameter (cpu, float32 without any)."""

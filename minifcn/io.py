@@ -1,23 +1,37 @@
-r"""Weight files: ``save_weights`` / ``load_weights``, and the atomic writer beneath them.
+r"""Weight files: ``save_weights`` / ``load_weights``, checked by checksums, written atomically.
 
 A weight file is an ``.npz`` archive, the format of ``numpy.savez``: one ``.npy`` member
 per parameter, named by its dotted name (``conv1_1.weight``), plus one metadata member,
-``__minifcn__``, a 0-d unicode array holding a JSON object::
+``__minifcn__``, a 0-d unicode array holding a JSON object (format 2)::
 
-    {"format": 1, "arch": "fcn8s", "n_class": 21, "width": 1.0,
-     "minifcn": "0.1.0", "dtype": "float32"}
+    {"format": 2, "minifcn": "0.1.0", "dtype": "float32",
+     "arch": "fcn8s", "n_class": 21, "width": 1.0,
+     "arrays": {"conv1_1.weight": {"dtype": "<f4", "shape": [64, 3, 3, 3],
+                                   "crc32": "5f3c0a91"}, ...},
+     "crc32": "0be1c7d4"}
 
 So ``numpy.load("fcn8s.npz")["fc6.weight"]`` works anywhere, without minifcn.
 
-Reading never unpickles (``numpy.load(..., allow_pickle=False)``): an object array is
-refused, so a weight file cannot run code. A plain ``.npz`` of float arrays without the
-metadata member (weights a user converted with their own script) loads too, as long as its
-names and shapes fit the model.
+**Checksums.** ``arrays`` records every other member's dtype (``numpy.dtype.str``), shape
+and the CRC-32 of its bytes in C order; the last ``crc32`` is that of the metadata itself
+(its JSON with sorted keys and compact separators, without this one key). Reading checks
+all of them before returning anything, so a truncated file, a flipped bit, a member swapped
+or dropped is reported as :class:`WeightsError` naming the file and the array, and
+:func:`load_weights` changes no parameter. (The zip layer's own CRC catches most flips in a
+member's bytes as well; the table also catches what it cannot: a member rewritten with a
+fresh zip CRC, a changed header that makes NumPy read fewer bytes, a missing member.)
+Format-1 files (no checksums) and plain ``.npz`` files without the metadata member (weights
+a user converted with their own script) still load, checked by the zip CRC only.
 
-Writing is atomic and durable (:func:`atomic_open`): the archive goes to a temporary file
-in the target's folder, is flushed and fsynced, and is then renamed onto the target with
-``os.replace``, and the folder is fsynced. After a crash or an error the target is the old
-file or the new one, never a mix, and no temporary file is left behind.
+Reading never unpickles (``numpy.load(..., allow_pickle=False)``): an object array is
+refused, so a weight file cannot run code.
+
+Writing is atomic and durable (:func:`minifcn.atomic.atomic_open`, also importable from
+here): a temporary file in the target's folder, fsynced and renamed onto the target, the
+folder fsynced. After a crash or a kill the target is the old file or the new one.
+
+Checkpoints (:mod:`minifcn.train`) are written and read by the same :func:`write_archive`
+and :func:`read_archive`, so they carry the same checksums.
 """
 from __future__ import annotations
 
@@ -25,7 +39,6 @@ import contextlib
 import json
 import numbers
 import os
-import secrets
 import zipfile
 import zlib
 from typing import NamedTuple
@@ -33,16 +46,19 @@ from typing import NamedTuple
 import numpy as np
 
 from . import __version__
+from .atomic import atomic_open, atomic_write  # noqa: F401  (part of this module's API)
 from .backend import asnumpy
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2        # 1: no checksums (still read); 2: "arrays" table and "crc32"
 METADATA_KEY = "__minifcn__"
+_TABLE, _OWN_CRC = "arrays", "crc32"      # metadata keys the writer computes
 
-# What a damaged archive raises inside numpy.load and zipfile: bad magic or header
-# (ValueError), a cut or corrupt zip (BadZipFile, EOFError, zlib.error), an unreadable file
-# (OSError), a zip feature zipfile lacks (NotImplementedError).
-_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error,
-                NotImplementedError)
+# What a damaged archive raises inside numpy.load and zipfile is varied: bad magic or
+# header (ValueError, and SyntaxError or tokenize.TokenError from the header parser), a cut
+# or corrupt zip (BadZipFile, EOFError, zlib.error), an unreadable file (OSError), a member
+# flagged as encrypted (RuntimeError), a declared shape too large (MemoryError). The bytes
+# are untrusted input, so any Exception while parsing them means the file is bad.
+_READ_ERRORS = (Exception,)
 
 
 class WeightsError(ValueError):
@@ -53,74 +69,31 @@ class WeightsFile(NamedTuple):
     """What :func:`read_weights` returns."""
 
     arrays: dict     # dotted name -> NumPy array, in the file's order
-    metadata: dict   # the ``__minifcn__`` entry; {} for a plain .npz
-
-
-# --- atomic, durable writes ---------------------------------------------------------------
-
-@contextlib.contextmanager
-def atomic_open(path):
-    """Open a temporary binary file beside ``path``; on a clean exit it becomes ``path``.
-
-    The file is flushed and fsynced, renamed onto ``path`` with ``os.replace`` (atomic on
-    POSIX and Windows), then the folder is fsynced so that the rename survives a crash. If
-    the ``with`` block raises, the temporary file is removed and ``path`` is untouched. The
-    new file's permissions follow the umask, as ``open(path, "wb")`` would give.
-
-    >>> with atomic_open("model.npz") as f:        # doctest: +SKIP
-    ...     f.write(payload)
-    """
-    path = os.path.abspath(os.fspath(path))
-    folder, name = os.path.split(path)
-    temporary = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    fd = os.open(temporary, flags, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
-        raise
-    _fsync_folder(folder)
-
-
-def atomic_write(path, write) -> None:
-    """Call ``write(f)`` on a binary file object and make the result ``path`` atomically."""
-    with atomic_open(path) as f:
-        write(f)
-
-
-def _fsync_folder(folder: str) -> None:
-    """Make a rename durable; a no-op where folders cannot be opened (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    metadata: dict   # the ``__minifcn__`` entry without its checksums; {} for a plain .npz
 
 
 # --- arrays <-> .npz ----------------------------------------------------------------------
 
-def write_weights(path, arrays, **metadata) -> None:
-    """Write ``arrays`` (name -> array on any device) and ``metadata`` to an .npz, atomically.
+def write_archive(path, arrays, metadata=None) -> None:
+    """Write ``arrays`` (name -> array on any device, any non-object dtype) and the
+    ``metadata`` dict to an .npz with the checksum table, atomically.
 
-    ``metadata`` (JSON-serialisable values) is stored with the format version, the minifcn
-    version and the arrays' dtype. Object arrays are refused: the file never holds pickles.
+    The format version, the minifcn version (unless given) and the checksums are added to
+    ``metadata``; given values for ``format``, ``arrays`` and ``crc32`` are replaced, so
+    the metadata read from one file can be passed on to write another.
     """
     if METADATA_KEY in arrays:
         raise ValueError(f"{METADATA_KEY!r} is reserved for the metadata entry")
     host = {str(name): asnumpy(a) for name, a in arrays.items()}     # copies from the GPU
-    entry = {"format": FORMAT_VERSION, "minifcn": __version__, "dtype": _dtype_name(host),
-             **{k: _plain(v) for k, v in metadata.items()}}
+    objects = [name for name, a in host.items() if a.dtype.hasobject]
+    if objects:
+        raise ValueError(f"arrays must not hold Python objects (they would be pickled), but "
+                         f"{_few(objects)} do")
+    entry = {"format": FORMAT_VERSION, "minifcn": __version__,
+             **{k: _plain(v) for k, v in (metadata or {}).items()}}
+    entry.update(format=FORMAT_VERSION, arrays={k: _record(a) for k, a in host.items()})
+    entry.pop(_OWN_CRC, None)
+    entry[_OWN_CRC] = _metadata_crc(entry)
     members = [(METADATA_KEY, np.array(json.dumps(entry))), *host.items()]
 
     def write(f):
@@ -132,19 +105,20 @@ def write_weights(path, arrays, **metadata) -> None:
     atomic_write(path, write)
 
 
-def read_weights(path) -> WeightsFile:
-    """Read every array and the metadata of a weight file, or raise :class:`WeightsError`.
+def read_archive(path, what: str = "weight file") -> WeightsFile:
+    """Read every array and the metadata of an .npz and verify its checksums, or raise
+    :class:`WeightsError` naming the file (``what`` names the kind of file in messages).
 
-    All members are read and checked here (float arrays, valid metadata), so a damaged file
-    fails before anything is done with it.
+    Everything is read and checked before this returns, so a damaged file fails before
+    anything is done with it.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise WeightsError(f"weight file {path!r} does not exist")
+        raise WeightsError(f"{what} {path!r} does not exist")
     try:
         loaded = np.load(path, allow_pickle=False)
     except _READ_ERRORS as err:
-        raise WeightsError(f"{path!r} is not a readable .npz weight file: {err}") from None
+        raise WeightsError(f"{path!r} is not a readable .npz {what}: {err}") from None
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         raise WeightsError(f"{path!r} holds a single array ({type(loaded).__name__}), not "
                            "an .npz archive of named arrays")
@@ -152,6 +126,32 @@ def read_weights(path) -> WeightsFile:
         arrays = {name: _read_member(path, loaded, name) for name in loaded.files}
     entry = arrays.pop(METADATA_KEY, None)
     metadata = {} if entry is None else _parse_metadata(path, entry)
+    _verify(path, arrays, metadata)
+    return WeightsFile(arrays, metadata)
+
+
+def write_weights(path, arrays, **metadata) -> None:
+    """Write ``arrays`` (name -> array on any device) and ``metadata`` to an .npz, atomically.
+
+    ``metadata`` (JSON-serialisable values) is stored with the format version, the minifcn
+    version, the arrays' dtype and the checksums (module docstring). Object arrays are
+    refused: the file never holds pickles.
+    """
+    host = {str(name): asnumpy(a) for name, a in arrays.items()}
+    write_archive(path, host, {"dtype": _dtype_name(host), **metadata})
+
+
+def read_weights(path) -> WeightsFile:
+    """Read every array and the metadata of a weight file, or raise :class:`WeightsError`.
+
+    All members are read and checked here (checksums, float arrays, valid metadata), so a
+    damaged file fails before anything is done with it.
+    """
+    arrays, metadata = read_archive(path)
+    path = os.fspath(path)
+    if metadata.get("kind") == "checkpoint":
+        raise WeightsError(f"{path!r} is a training checkpoint, not a weight file: use the "
+                           "model.npz that train writes beside it (or load_checkpoint)")
     not_float = [f"{k} ({a.dtype})" for k, a in arrays.items() if a.dtype.kind != "f"]
     if not_float:
         raise WeightsError(f"{path!r}: weights must be float arrays, but "
@@ -162,12 +162,22 @@ def read_weights(path) -> WeightsFile:
 def _read_member(path, loaded, name):
     try:
         value = loaded[name]
+    except ValueError as err:
+        if "allow_pickle" in str(err):
+            raise WeightsError(f"{path!r}: member {name!r} is a pickled object array; "
+                               "minifcn never unpickles (allow_pickle=False), since loading "
+                               "a pickle can run code from the file") from None
+        raise _damaged(path, name, err) from None
     except _READ_ERRORS as err:
-        raise WeightsError(f"{path!r} is damaged or truncated: member {name!r} cannot be "
-                           f"read ({type(err).__name__}: {err})") from None
+        raise _damaged(path, name, err) from None
     if not isinstance(value, np.ndarray):
         raise WeightsError(f"{path!r}: member {name!r} is not a .npy array")
     return value
+
+
+def _damaged(path, name, err) -> WeightsError:
+    return WeightsError(f"{path!r} is damaged or truncated: member {name!r} cannot be read "
+                        f"({type(err).__name__}: {err})")
 
 
 def _parse_metadata(path, entry) -> dict:
@@ -183,6 +193,57 @@ def _parse_metadata(path, entry) -> dict:
                            f"this minifcn ({__version__}) reads (format {FORMAT_VERSION}); "
                            "upgrade minifcn")
     return metadata
+
+
+# --- checksums ----------------------------------------------------------------------------
+
+def _record(a) -> dict:
+    """What the checksum table holds for one array."""
+    data = np.ascontiguousarray(a).reshape(-1).view(np.uint8)    # its bytes, C order
+    return {"dtype": a.dtype.str, "shape": list(a.shape), "crc32": f"{zlib.crc32(data):08x}"}
+
+
+def _metadata_crc(entry: dict) -> str:
+    """CRC-32 of the metadata as canonical JSON (sorted keys, compact), without its own."""
+    plain = json.loads(json.dumps({k: v for k, v in entry.items() if k != _OWN_CRC}))
+    text = json.dumps(plain, sort_keys=True, separators=(",", ":"))
+    return f"{zlib.crc32(text.encode()):08x}"
+
+
+def _verify(path, arrays: dict, metadata: dict) -> None:
+    """Check the arrays against the metadata's table; remove the table from ``metadata``.
+
+    Files of format 1 and plain .npz files have no table. A table or metadata checksum
+    present in any format is checked, so a flipped format number cannot skip the check.
+    """
+    if not metadata or (metadata["format"] < 2 and _TABLE not in metadata
+                        and _OWN_CRC not in metadata):
+        return
+    stored = metadata.pop(_OWN_CRC, None)
+    if stored != _metadata_crc(metadata):
+        raise WeightsError(f"{path!r} is damaged: its metadata ({METADATA_KEY!r}) fails its "
+                           f"checksum (CRC-32 {_metadata_crc(metadata)}, recorded {stored})")
+    table = metadata.pop(_TABLE, None)
+    if not isinstance(table, dict):
+        raise WeightsError(f"{path!r}: the {METADATA_KEY!r} entry has no checksum table")
+    missing = [name for name in table if name not in arrays]
+    unlisted = [name for name in arrays if name not in table]
+    if missing or unlisted:
+        raise WeightsError(f"{path!r} is damaged or altered: " + "; ".join(
+            ([f"{_few(missing)} listed in its metadata missing"] if missing else [])
+            + ([f"{_few(unlisted)} not listed in its metadata"] if unlisted else [])))
+    for name, a in arrays.items():
+        found = _record(a)
+        if table[name] != found:
+            raise WeightsError(f"{path!r} is damaged: array {name!r} fails its checksum "
+                               f"(recorded {_describe(table[name])}, found {_describe(found)})")
+
+
+def _describe(record) -> str:
+    if not isinstance(record, dict):
+        return repr(record)
+    return (f"{record.get('dtype')} {tuple(record.get('shape') or ())} "
+            f"CRC-32 {record.get('crc32')}")
 
 
 # --- models -------------------------------------------------------------------------------

@@ -114,6 +114,7 @@ class Optimizer:
             for p in group["params"]:
                 if p.requires_grad and p.grad is not None:
                     xp = array_module_of(parameter=p.data, grad=p.grad)
+                    _check_grad(p, index)
                     self._update(p, p.grad, self.state.setdefault(index, {}), group, xp)
                 index += 1
 
@@ -189,6 +190,17 @@ class Optimizer:
                  + ", ".join(f"{k}={gr[k]:g}" for k in self.defaults)
                  for g, gr in enumerate(self.param_groups)]
         return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+
+def _check_grad(p: Parameter, index: int) -> None:
+    """A gradient set by hand must match its parameter: no broadcast, no silent cast."""
+    where = f"parameter {index} (counting over all groups, in order)"
+    if tuple(p.grad.shape) != p.shape:
+        raise ValueError(f"the grad of {where} has shape {tuple(p.grad.shape)}, but the "
+                         f"parameter has shape {p.shape}")
+    if p.grad.dtype != p.dtype:
+        raise TypeError(f"the grad of {where} has dtype {p.grad.dtype}, but the parameter "
+                        f"has {p.dtype}; cast the gradient")
 
 
 class SGD(Optimizer):

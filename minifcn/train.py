@@ -19,8 +19,10 @@ steps since the last one. A NaN or inf anywhere in that window raises
 :class:`TrainingDiverged` before any checkpoint is written, so ``last.npz`` and
 ``best.npz`` always hold finite parameters.
 
-A checkpoint is an ``.npz`` read with ``allow_pickle=False`` and written atomically
-(:func:`minifcn.io.atomic_write`). Its members:
+A checkpoint is an ``.npz`` written atomically and read with ``allow_pickle=False`` by
+:func:`minifcn.io.write_archive` / :func:`minifcn.io.read_archive`, so every member's dtype,
+shape and CRC-32 are recorded in its ``__minifcn__`` member and verified on load. Its
+members:
 
 ====================  ===================================================================
 ``model.NAME``        every parameter, by dotted name
@@ -54,7 +56,7 @@ from . import __version__
 from .backend import asnumpy, to_device
 from .data.transforms import collate, normalize
 from .metrics import ConfusionMatrix, SegmentationMetrics
-from .io import atomic_write
+from .io import WeightsError, read_archive, write_archive
 from .nn.activation import Dropout
 from .ops._checks import positive_int
 from .ops.loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
@@ -104,8 +106,9 @@ class _DeferredInterrupt:
             signal.signal(signal.SIGINT, self.previous)
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the objects; names the file."""
+class CheckpointError(WeightsError):
+    """A checkpoint that cannot be read (damaged, truncated, failing its checksums) or does
+    not fit the objects; names the file. A :class:`minifcn.io.WeightsError`."""
 
 
 # --- batches ------------------------------------------------------------------------------
@@ -236,7 +239,7 @@ def save_checkpoint(path, model, optimizer, iteration: int, *, scheduler=None, b
             "best_mean_iou": _json_float(best_mean_iou), "metrics": metrics}
     arrays.update(iteration=np.int64(iteration), config=np.array(json.dumps(config or {})),
                   meta=np.array(json.dumps(meta)))
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+    write_archive(path, arrays, {"kind": "checkpoint"})
 
 
 class Checkpoint(NamedTuple):
@@ -294,10 +297,9 @@ def _read_npz(path: str) -> dict:
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint {path!r} does not exist")
     try:
-        with np.load(path, allow_pickle=False) as loaded:
-            return {name: loaded[name] for name in loaded.files}
-    except (OSError, ValueError, EOFError, AttributeError) as err:
-        raise CheckpointError(f"{path!r} is not a readable .npz checkpoint: {err}") from None
+        return read_archive(path, what="checkpoint").arrays
+    except WeightsError as err:
+        raise CheckpointError(str(err)) from None
 
 
 def _json_float(value):

@@ -185,6 +185,34 @@ def _allocate(xp, shape, dtype, what: str = "workspace"):
                                    f"the {where} can give ({err}); {_ADVICE}") from err
 
 
+def result_array(xp, shape, dtype, what: str, zeros: bool = False):
+    """A fresh array for an op's result (never pooled): ``xp.empty``, or ``xp.zeros``.
+
+    Checked like a workspace buffer: a result larger than the available memory, or an
+    allocation the machine (or GPU) refuses, raises :class:`WorkspaceMemoryError` naming
+    ``what`` and the sizes, instead of the process being killed later. A result is not
+    chunked, so the advice is a smaller batch or image (the workspace limit bounds only the
+    scratch around it).
+    """
+    shape = tuple(int(s) for s in shape)
+    nbytes = math.prod(shape) * numpy.dtype(dtype).itemsize
+    advice = (f"results are not split by the workspace limit (minifcn.set_workspace_limit, "
+              f"{ENV_VARIABLE}, which bounds only scratch buffers): use a smaller batch "
+              f"or image")
+    described = f"{what} needs {format_bytes(nbytes)} for its result {shape} {numpy.dtype(dtype)}"
+    if xp is numpy and nbytes >= _CHECK_MEMORY_ABOVE:
+        available = _available_memory()
+        if available is not None and nbytes > available:
+            raise WorkspaceMemoryError(f"{described}, but only {format_bytes(available)} of "
+                                       f"memory is available; {advice}")
+    try:
+        return (xp.zeros if zeros else xp.empty)(shape, dtype=dtype)
+    except MemoryError as err:        # numpy's, and CuPy's OutOfMemoryError (a subclass)
+        where = "GPU" if xp is not numpy else "machine"
+        raise WorkspaceMemoryError(f"{described}, more than the {where} can give ({err}); "
+                                   f"{advice}") from err
+
+
 def _available_memory():
     """MemAvailable from /proc/meminfo in bytes, or None where there is no such file."""
     try:

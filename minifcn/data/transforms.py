@@ -20,6 +20,9 @@ In both, the mean image maps to 0, so padding a normalised batch with 0 pads wit
 """
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 from PIL import Image
 
@@ -153,8 +156,8 @@ def collate(batch, pad_value_image: float = 0.0, ignore_index: int = IGNORE_INDE
     items = list(batch)
     if not items:
         raise ValueError("batch must hold at least one (image, label) item, got none")
-    for i, (image, label) in enumerate(items):
-        _check_item(i, image, label, channels=items[0][0].shape[0])
+    for i, item in enumerate(items):
+        _check_item(i, item, channels=items[0][0].shape[0] if i else None)
     dtype = np.result_type(*[image.dtype for image, _ in items])
     h = max(image.shape[1] for image, _ in items)
     w = max(image.shape[2] for image, _ in items)
@@ -198,6 +201,12 @@ def _rgb(name, image) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"{name} must be (H, W, 3) RGB, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise TypeError(f"{name} must be uint8 (0..255 RGB as read from a file; transform "
+                        f"before normalize), got {image.dtype}")
+    if min(image.shape[:2]) < 1:
+        raise ValueError(f"{name} must have at least one row and column, got shape "
+                         f"{image.shape}")
     return image
 
 
@@ -224,30 +233,44 @@ def _generator(rng) -> None:
 
 
 def _scale_range(scale):
-    low, high = (float(s) for s in scale)
-    if not 0 < low <= high:
-        raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale!r}")
+    values = tuple(scale) if isinstance(scale, (tuple, list)) else ()
+    if len(values) != 2 or not all(isinstance(s, numbers.Real) and not isinstance(s, bool)
+                                   for s in values):
+        raise TypeError(f"scale must be a pair of numbers (low, high), got {scale!r}")
+    low, high = (float(s) for s in values)
+    if not 0 < low <= high < math.inf:
+        raise ValueError(f"scale must be (low, high) with 0 < low <= high < inf, got {scale!r}")
     return low, high
 
 
 def _pair_arrays(image, label):
     image, label = _rgb("image", image), np.asarray(label)
-    if image.dtype != np.uint8:
-        raise TypeError(f"image must be uint8 (transform before normalize), got {image.dtype}")
+    _integer_labels("label", label)
     if label.ndim != 2 or label.shape != image.shape[:2]:
         raise ValueError(f"label must be (H, W) = {image.shape[:2]} like the image, "
                          f"got shape {label.shape}")
     return image, label
 
 
-def _check_item(i, image, label, channels) -> None:
+def _integer_labels(name, label) -> None:
+    if label.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer class indices (e.g. uint8 or int64), got "
+                        f"dtype {label.dtype}")
+
+
+def _check_item(i, item, channels) -> None:
+    if not (isinstance(item, (tuple, list)) and len(item) == 2):
+        raise TypeError(f"batch[{i}] must be an (image, label) pair, got "
+                        f"{type(item).__name__}")
+    image, label = item
     if getattr(image, "ndim", 0) != 3 or image.dtype.kind != "f":
         raise ValueError(f"batch[{i}] image must be a (C, H, W) float array (normalize it "
                          f"first), got {getattr(image, 'dtype', type(image).__name__)} "
                          f"shape {getattr(image, 'shape', None)}")
-    if image.shape[0] != channels:
+    if channels is not None and image.shape[0] != channels:
         raise ValueError(f"batch[{i}] image has {image.shape[0]} channels but batch[0] "
                          f"has {channels}")
     if tuple(np.shape(label)) != tuple(image.shape[1:]):
         raise ValueError(f"batch[{i}] label must be (H, W) = {tuple(image.shape[1:])}, "
                          f"got shape {tuple(np.shape(label))}")
+    _integer_labels(f"batch[{i}] label", np.asarray(label))

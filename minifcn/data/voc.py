@@ -58,8 +58,9 @@ VOC_PALETTE.setflags(write=False)
 def read_image(path) -> np.ndarray:
     """Read any image Pillow opens as ``(H, W, 3)`` uint8 RGB, EXIF orientation applied.
 
-    Pillow's decompression-bomb guard stays on: an oversized image raises
-    :class:`DatasetError` naming the file.
+    Pillow's decompression-bomb guard stays on: an image declaring more than twice
+    ``PIL.Image.MAX_IMAGE_PIXELS`` pixels (about 179 million by default) raises
+    :class:`DatasetError` naming the file, before any pixel is decoded.
     """
     with _open(path) as img:
         try:
@@ -73,7 +74,8 @@ def read_label(path, n_class: int = len(VOC_CLASSES)) -> np.ndarray:
     """Read a palette or greyscale label PNG as ``(H, W)`` uint8 class indices.
 
     Values must lie in ``[0, n_class)`` or be 255 (ignore); anything else raises
-    :class:`DatasetError` naming the file and the stray values.
+    :class:`DatasetError` naming the file, the stray values, how many pixels hold them and
+    where the first one is.
     """
     with _open(path) as img:
         if img.mode not in _LABEL_MODES:
@@ -87,9 +89,13 @@ def read_label(path, n_class: int = len(VOC_CLASSES)) -> np.ndarray:
     valid = ((label >= 0) & (label < n_class)) | (label == IGNORE_INDEX)
     if not valid.all():
         stray = np.unique(label[~valid])
+        more = f" (and {len(stray) - 10} more)" if len(stray) > 10 else ""
+        row, column = np.argwhere(~valid)[0]
+        count = int((~valid).sum())
         raise DatasetError(
-            f"label {path} holds values {stray[:10].tolist()} outside 0..{n_class - 1} "
-            f"and {IGNORE_INDEX} (ignore)")
+            f"label {path} holds values {stray[:10].tolist()}{more} outside 0..{n_class - 1} "
+            f"and {IGNORE_INDEX} (ignore), in {count} pixel{'s' * (count > 1)}, the first at "
+            f"row {row}, column {column}")
     return label.astype(np.uint8)
 
 
@@ -100,7 +106,8 @@ def _open(path):
     except FileNotFoundError as err:
         raise DatasetError(f"file not found: {path}") from err
     except Image.DecompressionBombError as err:
-        raise DatasetError(f"refusing to open {path}: {err}") from err
+        raise DatasetError(f"refusing to open {path}: {err} (Pillow's decompression-bomb "
+                           "limit, PIL.Image.MAX_IMAGE_PIXELS)") from err
     except (OSError, SyntaxError, ValueError) as err:
         raise DatasetError(f"cannot read image file {path}: {err}") from err
 

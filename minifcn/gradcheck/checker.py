@@ -13,6 +13,8 @@ inputs, and neither pass modifies its arguments.
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
 import warnings
 
 import numpy as np
@@ -54,10 +56,7 @@ def check_function(forward, backward, inputs, *, grad_output=None, eps=1e-6, ato
     wrt : indices of the inputs to check; default every float array.
     raise_on_failure : raise :class:`GradcheckError` with the report when a check fails.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if max_elements is not None and int(max_elements) < 1:
-        raise ValueError(f"max_elements must be a positive int or None, got {max_elements!r}")
+    _check_settings(forward, backward, inputs, mode, max_elements, eps, atol, rtol, dtype)
     inputs = [_promote(a, dtype) for a in inputs]
     names = list(names) if names is not None else _input_names(forward, len(inputs))
     if len(names) != len(inputs):
@@ -72,6 +71,33 @@ def check_function(forward, backward, inputs, *, grad_output=None, eps=1e-6, ato
     report = run.check(grad_output, mode, max_elements, title or _title(forward))
     report.settings.update(dtype=run.dtype_name(), mode=mode)
     return report.raise_if_failed() if raise_on_failure else report
+
+
+def _check_settings(forward, backward, inputs, mode, max_elements, eps, atol, rtol, dtype):
+    """The arguments of check_function that are not the layer's own."""
+    for name, f in (("forward", forward), ("backward", backward)):
+        if not callable(f):
+            raise TypeError(f"{name} must be callable, got {type(f).__name__}")
+    if not isinstance(inputs, (list, tuple)):
+        raise TypeError(f"inputs must be a list or tuple of forward's arguments, got "
+                        f"{type(inputs).__name__} (wrap a single array: [x])")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if max_elements is not None and not (_is_int(max_elements) and max_elements >= 1):
+        raise ValueError(f"max_elements must be a positive int or None, got {max_elements!r}")
+    for name, value, low in (("eps", eps, 0.0), ("atol", atol, None), ("rtol", rtol, None)):
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) \
+            and math.isfinite(value) and (value > 0 if low is not None else value >= 0)
+        if not ok:
+            what = "positive" if low is not None else "at least 0"
+            raise ValueError(f"{name} must be a finite number, {what}, got {value!r}")
+    if dtype is not None and np.dtype(dtype) not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float64 (the default), float32 or None, got "
+                        f"{np.dtype(dtype)}")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def _promote(a, dtype):

@@ -24,6 +24,12 @@ def check_module(module, *inputs, grad_output=None, eps=1e-6, atol=1e-7, rtol=1e
     without ``zero_grad`` leave twice the gradient in ``.grad``. Other options as in
     :func:`check_function`.
     """
+    missing = [name for name in ("forward", "backward", "named_parameters", "zero_grad", "to")
+               if not callable(getattr(module, name, None))]
+    if missing:
+        raise TypeError(f"module must be a minifcn.nn.Module (it lacks {', '.join(missing)}), "
+                        f"got {type(module).__name__}; check a functional pair with "
+                        f"check_function(forward, backward, inputs)")
     module = copy.deepcopy(module)
     if dtype is not None:
         module.to(dtype=dtype)

@@ -23,15 +23,25 @@ def _copy(y):
     return get_array_module(y).array(y, copy=True)
 
 
+def _check_dy(y, dy) -> None:
+    if tuple(getattr(dy, "shape", ())) != tuple(y.shape):
+        raise ValueError(f"dy must have the shape of f(x), {tuple(y.shape)}, got "
+                         f"{tuple(getattr(dy, 'shape', ()))}")
+
+
 def directional_derivative(f, x, direction, dy, eps: float) -> float:
     """``<J^T dy, direction>`` by central differences along ``direction`` (same shape as x).
 
     ``f`` is called with ``x`` perturbed in place; x is restored exactly afterwards.
     """
+    if tuple(direction.shape) != tuple(x.shape):
+        raise ValueError(f"direction must have x's shape {tuple(x.shape)}, got "
+                         f"{tuple(direction.shape)}")
     original = _copy(x)
     x += eps * direction
     y_plus = _copy(f(x))
     x[...] = original
+    _check_dy(y_plus, dy)
     x -= eps * direction
     y_minus = f(x)
     x[...] = original
@@ -60,6 +70,7 @@ def numerical_gradient_at(f, x, dy, eps: float, flat_indices):
         flat[index] = original - eps
         y_minus = f(x)
         flat[index] = original
+        _check_dy(y_plus, dy)
         out[k] = float(xp.vdot(y_plus - y_minus, dy)) / (2 * eps)
     return out
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import device_of
 from ..nn import Conv2d, ConvTranspose2d, Crop, Dropout, ReLU
 from ..ops import _checks, bilinear_upsampling_weight
 from .coord import IDENTITY, crop_offset, layer_map, path_map
@@ -87,10 +88,22 @@ class _FCN(VGG16Trunk):
 
     # --- shared pieces of forward and backward -------------------------------------------
     def _check_input(self, x):
-        _checks.float_array("x", x, ndim=4, what=" (N, 3, H, W)")
+        """Validate x against the model (channels, device, dtype); remember its shape, so
+        that a backward without a forward is refused by name."""
+        _checks.image_batch("x", x, what=" (N, 3, H, W)")
         if x.shape[1] != 3:
             raise ValueError(f"{self.arch} takes RGB images (N, 3, H, W), got x of shape "
                              f"{tuple(x.shape)}")
+        weight = self.conv1_1.weight
+        if device_of(x) != weight.device:
+            raise ValueError(f"x is on {device_of(x)} but the model ({self.arch}) is on "
+                             f"{weight.device}; move one of them: minifcn.backend.to_device("
+                             f"x, {weight.device!r}) or model.to({device_of(x)!r})")
+        if x.dtype != weight.dtype:
+            raise TypeError(f"the model ({self.arch}) has dtype {weight.dtype} but x has "
+                            f"{x.dtype}; cast one of them: x.astype(numpy.{weight.dtype}) or "
+                            f"model.to(dtype=numpy.{x.dtype})")
+        self.save_for_backward(tuple(x.shape))
 
     def forward_head(self, pool5):
         h = pool5
@@ -128,6 +141,7 @@ class FCN32s(_FCN):
         return self.crop_output(upscore, x)                       # (N, n_class, H, W)
 
     def backward(self, dy):
+        self.saved()                                              # forward ran first
         dupscore = self.crop_output.backward(dy)
         dpool5 = self.backward_head(self.upscore.backward(dupscore))
         return self.backward_trunk(None, None, dpool5)
@@ -160,6 +174,7 @@ class FCN16s(_FCN):
         return self.crop_output(upscore16, x)
 
     def backward(self, dy):
+        self.saved()                                              # forward ran first
         dfuse_pool4 = self.upscore16.backward(self.crop_output.backward(dy))
         dpool4 = self.score_pool4.backward(self.crop_pool4.backward(dfuse_pool4))
         dpool5 = self.backward_head(self.upscore2.backward(dfuse_pool4))
@@ -202,6 +217,7 @@ class FCN8s(_FCN):
         return self.crop_output(upscore8, x)                      # (N, n_class, H, W)
 
     def backward(self, dy):
+        self.saved()                                              # forward ran first
         dfuse_pool3 = self.upscore8.backward(self.crop_output.backward(dy))
         dscore_pool3 = self.crop_pool3.backward(dfuse_pool3)      # the sum sends dfuse_pool3
         dpool3 = _scaled(self.score_pool3.backward(dscore_pool3), self.pool3_scale)

@@ -31,7 +31,11 @@ class SoftmaxCrossEntropyLoss(Module):
     def __init__(self, weight=None, ignore_index=255, reduction="mean"):
         self.reduction, self.ignore_index = _check_options(reduction, ignore_index)
         if weight is not None and not hasattr(weight, "dtype"):
-            weight = np.asarray(weight, dtype=np.float32)
+            try:
+                weight = np.asarray(weight, dtype=np.float32)
+            except (TypeError, ValueError):
+                raise TypeError(f"weight must be an array or a sequence of numbers, one per "
+                                f"class, got {weight!r}") from None
         if weight is not None:
             _checks.float_array("weight", weight, ndim=1, what=" (C,)")
         self.weight = weight

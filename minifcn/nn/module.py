@@ -28,7 +28,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..backend import asnumpy, device_of, get_array_module, parse_device, to_device
-from ..ops._checks import FLOAT_DTYPES
+from ..ops._checks import FLOAT_DTYPES, float_array
 
 
 class Parameter:
@@ -38,6 +38,7 @@ class Parameter:
     def __init__(self, data, requires_grad: bool = True):
         if not hasattr(data, "dtype"):
             data = np.asarray(data)
+        float_array("data", data)
         self.data = data
         self.grad = None
         self.requires_grad = bool(requires_grad)

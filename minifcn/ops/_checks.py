@@ -34,6 +34,15 @@ def positive_int(name: str, value) -> int:
     return int(value)
 
 
+def int_at_least(name: str, value, minimum: int) -> int:
+    """Check a single int such as a size or a padding: at least ``minimum``."""
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value!r}")
+    return int(value)
+
+
 def _is_int(v) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
@@ -48,6 +57,22 @@ def float_array(name: str, a, ndim: int | None = None, what: str = "") -> None:
         raise TypeError(f"{name} must be float32 or float64, got {a.dtype}"
                         + (" (convert it with .astype(numpy.float32))"
                            if a.dtype.kind in "fiub" else ""))
+
+
+def image_batch(name: str, x, what: str = " (N, C, H, W)") -> None:
+    """A float (N, C, H, W) batch with at least one channel, row and column; N may be 0
+    (an empty batch gives an empty result, as in PyTorch)."""
+    float_array(name, x, ndim=4, what=what)
+    if min(x.shape[1:]) < 1:
+        raise ValueError(f"{name} must have at least one channel and a positive height and "
+                         f"width{what}, got shape {tuple(x.shape)}")
+
+
+def cache_of(cache, expected: type, forward: str) -> None:
+    """A backward's ``cache`` must be what its forward returned, not something else."""
+    if not isinstance(cache, expected):
+        raise TypeError(f"cache must be the {expected.__name__} that {forward} returned, "
+                        f"got {type(cache).__name__}")
 
 
 def float_dtype(name: str, dtype) -> None:

@@ -117,7 +117,8 @@ def forward(x, weight, stride, padding, y_shape, what="conv_transpose2d forward"
     conv = _correlation(xp, x, grid, G, what)
     covered = all(grid.padding[a] + grid.out[a] <= grid.size[a] * grid.stride[a]
                   for a in range(2))
-    y = (xp.empty if covered else xp.zeros)(y_shape, dtype=x.dtype)  # (N, F, OH, OW)
+    y = workspace.result_array(xp, y_shape, x.dtype, conv.describe(),
+                               zeros=not covered)                    # (N, F, OH, OW)
     for chunk in _conv_gemm._plan(conv, lambda k, r: _forward_bytes(conv, G, k, r)):
         n0, n1, r0, r1 = chunk
         L = (r1 - r0) * U
@@ -166,7 +167,8 @@ def backward(dy, x, weight, stride, padding, what="conv_transpose2d backward"):
     w_mat = _phase_matrix(weight, grid)                              # (G, C*MH*MW)
     G, ckk = w_mat.shape
     conv = _correlation(xp, x, grid, G, what)
-    dx = xp.zeros(x.shape, dtype=dy.dtype)                           # (N, C, H, W)
+    dx = workspace.result_array(xp, x.shape, dy.dtype, conv.describe(),
+                                zeros=True)                          # (N, C, H, W)
     dw = None                                                        # (G, C*MH*MW)
     for chunk in _conv_gemm._plan(conv, lambda k, r: _backward_bytes(conv, G, k, r)):
         n0, n1, r0, r1 = chunk

@@ -92,6 +92,7 @@ def relu_backward(dy, cache: ReLUCache):
     At exactly ``x_i = 0``, where ReLU has no derivative, the gradient is 0, as PyTorch's
     (its ``threshold_backward`` passes ``dy`` only where the output is positive).
     """
+    _checks.cache_of(cache, ReLUCache, "relu_forward")
     _checks.grad_shape(dy, cache.mask.shape, cache.dtype)
     array_module_of(dy=dy, x=cache.mask)
     return dy * cache.mask                          # float * bool keeps dy's dtype
@@ -179,6 +180,7 @@ def dropout_backward(dy, cache: DropoutCache):
 
     and ``dx = dy`` when the forward was the identity (evaluation, or p = 0).
     """
+    _checks.cache_of(cache, DropoutCache, "dropout_forward")
     _checks.grad_shape(dy, cache.shape, cache.dtype)
     if cache.mask is None:
         return dy.copy()

@@ -93,6 +93,7 @@ def conv2d_backward(dy, cache: Conv2dCache):
         dW = dY\,X^T, \qquad dX = W^T dY \;\Rightarrow\; dx = \mathrm{col2im}(W^T dY),
         \qquad db[f] = \sum_{n, p, q} dy[n, f, p, q].
     """
+    _checks.cache_of(cache, Conv2dCache, "conv2d_forward")
     x, weight = cache.x, cache.weight
     out_shape = (x.shape[0], weight.shape[0]) + _out_hw(x.shape, weight.shape, cache)
     _checks.grad_shape(dy, out_shape, x.dtype)
@@ -111,9 +112,12 @@ def _out_hw(x_shape, w_shape, cache):
 
 def _check_conv_args(x, weight, bias, transposed=False):
     """Validate conv arguments. Weight is (F, C, KH, KW), or (C, F, KH, KW) when transposed."""
-    _checks.float_array("x", x, ndim=4, what=" (N, C, H, W)")
+    _checks.image_batch("x", x)
     layout = " (C_in, C_out, KH, KW)" if transposed else " (F, C, KH, KW)"
     _checks.float_array("weight", weight, ndim=4, what=layout)
+    if min(weight.shape) < 1:
+        raise ValueError(f"weight must have no empty dimension{layout}, got shape "
+                         f"{tuple(weight.shape)}")
     if bias is not None:
         _checks.float_array("bias", bias, ndim=1)
     array_module_of(x=x, weight=weight, bias=bias)

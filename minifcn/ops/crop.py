@@ -82,6 +82,7 @@ def crop_backward(dy, cache: CropCache):
             0 & \text{outside.}
         \end{cases}
     """
+    _checks.cache_of(cache, CropCache, "crop_forward")
     N, C = cache.x_shape[:2]
     (top, left), (h, w) = cache.offset, cache.size
     _checks.grad_shape(dy, (N, C, h, w), cache.dtype)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import workspace
 from ..backend import get_array_module
 from . import _checks
 
@@ -30,7 +31,9 @@ from . import _checks
 def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
                      dilation: int = 1) -> int:
     """Output length of a convolution along one axis (the formula of ``torch.nn.Conv2d``):
-    ``floor((size + 2P - D(K-1) - 1) / S) + 1``."""
+    ``floor((size + 2P - D(K-1) - 1) / S) + 1`` (0 or less where the kernel does not fit)."""
+    size, kernel, stride, padding, dilation = _axis_args(size, kernel, stride, padding,
+                                                         dilation)
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
@@ -38,7 +41,18 @@ def conv_transpose_output_size(size: int, kernel: int, stride: int = 1, padding:
                                output_padding: int = 0, dilation: int = 1) -> int:
     """Output length of a transposed convolution along one axis (``torch.nn.ConvTranspose2d``):
     ``(size - 1)S - 2P + D(K-1) + output_padding + 1``."""
+    size, kernel, stride, padding, dilation = _axis_args(size, kernel, stride, padding,
+                                                         dilation)
+    output_padding = _checks.int_at_least("output_padding", output_padding, 0)
     return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+
+
+def _axis_args(size, kernel, stride, padding, dilation):
+    """Validate one axis's size and window options (ints; size, padding >= 0; others >= 1)."""
+    return (_checks.int_at_least("size", size, 0), _checks.int_at_least("kernel", kernel, 1),
+            _checks.int_at_least("stride", stride, 1),
+            _checks.int_at_least("padding", padding, 0),
+            _checks.int_at_least("dilation", dilation, 1))
 
 
 def _geometry(x_shape, kernel_size, stride, padding, dilation):
@@ -102,9 +116,7 @@ def col2im(col, x_shape, kernel_size, stride=1, padding=0, dilation=1):
     x : array of shape (N, C, H, W) with ``<im2col(z), col> == <z, col2im(col)>`` for every z.
     """
     _checks.float_array("col", col, ndim=2)
-    x_shape = tuple(int(s) for s in x_shape)
-    if len(x_shape) != 4:
-        raise ValueError(f"x_shape must be (N, C, H, W), got {x_shape}")
+    x_shape = _image_shape(x_shape)
     kernel, stride, padding, dilation, out = _geometry(x_shape, kernel_size, stride,
                                                        padding, dilation)
     N, C, H, W = x_shape
@@ -121,9 +133,19 @@ def col2im(col, x_shape, kernel_size, stride=1, padding=0, dilation=1):
     return col2im_gpu(col, x_shape, kernel, stride, padding, dilation, out)
 
 
+def _image_shape(x_shape) -> tuple:
+    """x_shape as a tuple of four ints >= 0, (N, C, H, W)."""
+    values = tuple(x_shape) if isinstance(x_shape, (tuple, list)) else None
+    if values is None or len(values) != 4 or not all(_checks._is_int(v) and v >= 0
+                                                      for v in values):
+        raise ValueError(f"x_shape must be (N, C, H, W), four ints >= 0, got {x_shape!r}")
+    return tuple(int(v) for v in values)
+
+
 def _im2col_cpu(x, kernel, stride, padding, dilation, out):
     N, C = x.shape[:2]
-    col = np.empty((C, kernel[0], kernel[1], N, out[0], out[1]), dtype=x.dtype)
+    col = workspace.result_array(np, (C, kernel[0], kernel[1], N, out[0], out[1]), x.dtype,
+                                 f"im2col of x {tuple(x.shape)}")
     _im2col_window_cpu(x, col, stride, padding, dilation)
     return col
 

@@ -159,6 +159,16 @@ def softmax_cross_entropy_forward(logits, target, weight=None, ignore_index=255,
     (0/0). Here the loss is 0 and the gradient is zero, so a batch of pure void pixels
     leaves training untouched instead of poisoning the weights with NaN. ``"sum"`` gives 0
     as PyTorch does.
+
+    **NaN and infinite logits propagate, as in PyTorch; they raise nothing.** A pixel with a
+    NaN logit, or a +inf one (:math:`\infty - \infty`), has a NaN loss and NaN gradients,
+    and so has the ``"mean"`` or ``"sum"`` over it; -inf at a class other than the target
+    adds nothing (:math:`e^{-\infty} = 0`), -inf at the target gives a loss of +inf. Other
+    pixels' gradients stay finite. An ignored pixel's loss is 0 whatever its logits (its
+    gradient is NaN where they are, as PyTorch's is). Scanning every logit would cost a
+    pass over them and, on a GPU, a synchronisation per call; a caller reads the loss
+    anyway, and :func:`minifcn.train.train` stops with ``TrainingDiverged`` as soon as it
+    is not finite.
     """
     reduction, ignore_index = _check_options(reduction, ignore_index)
     xp = _check_arrays(logits, target, weight)
@@ -180,7 +190,8 @@ def softmax_cross_entropy_forward(logits, target, weight=None, ignore_index=255,
     prob /= sum_exp[:, None, :]                             # the softmax, kept for backward
 
     w_t = valid.astype(logits.dtype) if weight is None else weight[t] * valid   # (N, S)
-    pixel_loss = w_t * (xp.log(sum_exp) - z_t)             # (N, S), 0 where ignored
+    pixel_loss = xp.where(valid, w_t * (xp.log(sum_exp) - z_t),
+                          logits.dtype.type(0))             # (N, S), 0 where ignored, NaN too
     loss, scale = _reduce(xp, pixel_loss, w_t, reduction)
     if reduction == "none":
         loss = loss.reshape(target.shape)                   # (N, H, W)
@@ -230,6 +241,7 @@ def softmax_cross_entropy_backward(dloss, cache: SoftmaxCrossEntropyCache):
     (1 for ``"sum"`` and ``"none"``), and 0 at ignored pixels. The indicator is applied by
     subtracting at the cached flat indices, never as a one-hot matrix.
     """
+    _checks.cache_of(cache, SoftmaxCrossEntropyCache, "softmax_cross_entropy_forward")
     xp = get_array_module(cache.prob)
     g = _upstream(xp, dloss, cache) * cache.scale           # (N, S)
     dlogits = xp.empty(cache.prob.shape, cache.prob.dtype)  # (N, C, S), C order
@@ -272,6 +284,9 @@ def _check_arrays(logits, target, weight):
     _checks.float_array("logits", logits)
     if logits.ndim < 2:
         raise ValueError("logits must be at least 2-D, (N, C) or (N, C, H, W), "
+                         f"got shape {tuple(logits.shape)}")
+    if logits.shape[1] < 1:
+        raise ValueError(f"logits must have at least one class (C >= 1 in (N, C, ...)), "
                          f"got shape {tuple(logits.shape)}")
     if not (hasattr(target, "dtype") and hasattr(target, "shape")):
         raise TypeError(f"target must be a NumPy or CuPy array, got {type(target).__name__}")

@@ -55,7 +55,10 @@ def max_pool2d_output_size(size: int, kernel: int, stride: int | None = None,
     >>> max_pool2d_output_size(4, 2, 3, padding=1, ceil_mode=True)   # 3rd window would start at 6
     2
     """
-    stride = kernel if stride is None else stride
+    size = _checks.int_at_least("size", size, 0)
+    kernel = _checks.int_at_least("kernel", kernel, 1)
+    stride = kernel if stride is None else _checks.int_at_least("stride", stride, 1)
+    padding = _checks.int_at_least("padding", padding, 0)
     span = size + 2 * padding - kernel
     out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
     if ceil_mode and (out - 1) * stride >= size + padding:
@@ -93,10 +96,12 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     and ``argmax[n, c, p, q]`` is the offset ``i*KW + j`` of the first maximum in row-major
     order ``(i, j)`` (a NaN counts as a maximum), as in PyTorch.
     """
-    _checks.float_array("x", x, ndim=4, what=" (N, C, H, W)")
+    _checks.image_batch("x", x)
     kernel, stride, padding, out = _pool_geometry(x.shape, kernel_size, stride, padding,
                                                   ceil_mode)
-    if get_array_module(x) is np:
+    if x.shape[0] == 0:                                  # an empty batch, as in PyTorch
+        y, argmax = _empty_batch(x, kernel, out)
+    elif get_array_module(x) is np:
         from . import _pool_tiles
         tiled = _pool_tiles.applies(kernel, stride, padding)
         y, argmax = (_pool_tiles.forward if tiled else _forward_cpu)(x, kernel, stride, padding,
@@ -133,10 +138,13 @@ def max_pool2d_backward(dy, cache: MaxPool2dCache):
     is smaller than the kernel). Ties were broken towards the first maximum in row-major
     window order, as PyTorch breaks them, so the whole gradient goes to that one element.
     """
+    _checks.cache_of(cache, MaxPool2dCache, "max_pool2d_forward")
     out_shape = tuple(cache.x_shape[:2]) + tuple(cache.argmax.shape[2:])
     _checks.grad_shape(dy, out_shape, cache.dtype)
     array_module_of(dy=dy, cache=cache.argmax)
     geometry = (cache.kernel, cache.stride, cache.padding)
+    if dy.shape[0] == 0:
+        return get_array_module(dy).zeros(cache.x_shape, dtype=dy.dtype)
     if get_array_module(dy) is np:
         from . import _pool_tiles
         backward = _pool_tiles.backward if _pool_tiles.applies(*geometry) else _backward_cpu
@@ -176,6 +184,13 @@ def _pool_geometry(x_shape, kernel_size, stride, padding, ceil_mode):
     return kernel, stride, padding, out
 
 
+def _empty_batch(x, kernel, out):
+    """y and argmax (0, C, OH, OW) for an empty batch (the kernels assume N >= 1)."""
+    xp = get_array_module(x)
+    shape = tuple(x.shape[:2]) + tuple(out)
+    return xp.empty(shape, dtype=x.dtype), xp.empty(shape, dtype=_index_dtype(kernel))
+
+
 def _index_dtype(kernel):
     """The smallest integer type that holds every kernel offset ``i*KW + j``."""
     return np.dtype(np.int8) if kernel[0] * kernel[1] <= 127 else np.dtype(np.int32)
@@ -199,7 +214,8 @@ def _axis_slices(offset, size, stride, padding, out):
     first = padding - offset                       # p*stride >= first
     p0 = max(0, -(-first // stride))               # ceil(first / stride), at least 0
     p1 = min(out, (size - 1 + padding - offset) // stride + 1)
-    p1 = max(p0, p1)
+    if p1 <= p0:          # no output reads x at this offset: an empty slice, whose stop
+        return (p0, p0), slice(0, 0)      # below would be negative and wrap around
     start = p0 * stride - padding + offset
     return (p0, p1), slice(start, start + (p1 - p0 - 1) * stride + 1, stride)
 

@@ -73,10 +73,8 @@ def upsample_bilinear2d_forward(x, size=None, scale_factor=None, align_corners=F
       (past the last centre both are ``L - 1``: the last pixel is repeated);
     * their weights ``1 - t`` and ``t``, ``t = clip(src - i0, 0, 1)``, so each row sums to 1.
     """
-    _checks.float_array("x", x, ndim=4, what=" (N, C, H, W)")
+    _checks.image_batch("x", x)
     N, C, H, W = x.shape
-    if H < 1 or W < 1:
-        raise ValueError(f"x must have a positive height and width, got shape {tuple(x.shape)}")
     align_corners = _check_bool("align_corners", align_corners)
     (OH, OW), scales = _output_size(H, W, size, scale_factor)
     xp = get_array_module(x)
@@ -110,6 +108,7 @@ def upsample_bilinear2d_backward(dy, cache: Upsample2dCache):
     each output pixel's gradient flowing back to its (up to four) source pixels with the
     interpolation weights, summed where sources are shared.
     """
+    _checks.cache_of(cache, Upsample2dCache, "upsample_bilinear2d_forward")
     a_h, a_w, (N, C, H, W) = cache
     OH, OW = a_h.shape[0], a_w.shape[0]
     _checks.grad_shape(dy, (N, C, OH, OW), a_h.dtype)
