@@ -1,7 +1,8 @@
 """The ``minifcn`` command line: argparse subcommands.
 
 Exit status: 0 success, 1 a failed check or an internal error, 2 a user error (bad
-argument, missing file, unavailable device), reported as one line without a traceback.
+argument, missing or unreadable file, unavailable device, a workspace the machine cannot
+give), reported as one line without a traceback.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 import traceback
 
 from .. import __version__
+from ..workspace import ENV_VARIABLE, WorkspaceLimitError, WorkspaceMemoryError
 from . import bench, convert, demo, gradcheck, predict, summary, train
 from .common import Parser, UserError
 
@@ -19,7 +21,13 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
         return args.run(args)
     except UserError as err:
-        print(f"minifcn: error: {err}", file=sys.stderr)
+        print(f"minifcn: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except (WorkspaceLimitError, WorkspaceMemoryError) as err:   # too big for this machine
+        hint = "" if ENV_VARIABLE in str(err) else (
+            f" (on the command line: the environment variable {ENV_VARIABLE}, e.g. "
+            f"{ENV_VARIABLE}=1GiB)")
+        print(f"minifcn: error: {_one_line(err)}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("minifcn: interrupted", file=sys.stderr)
@@ -31,6 +39,11 @@ def main(argv=None) -> int:
         traceback.print_exc()
         print("minifcn: internal error (the traceback above is a bug report)", file=sys.stderr)
         return 1
+
+
+def _one_line(err) -> str:
+    """The message of ``err`` on one line, whatever the library put in it."""
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
 
 
 def build_parser():

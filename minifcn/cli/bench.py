@@ -1,6 +1,7 @@
 """``minifcn bench [ops|fcn|all]``: time minifcn's ops and whole FCNs beside PyTorch."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import sys
@@ -69,13 +70,15 @@ def run(args) -> int:
     started, clock = datetime.datetime.now().isoformat(timespec="seconds"), time.perf_counter()
     rows = _measure_and_print(sections, plan, progress=not args.no_progress)
     if args.json:
-        _write_json(args, plan, sections, rows, started, time.perf_counter() - clock)
+        with _writing("--json", args.json):
+            _write_json(args, plan, sections, rows, started, time.perf_counter() - clock)
     if args.plot:
         from ..bench.chart import draw_chart
 
         h, w = plan.size
-        draw_chart(rows, args.plot, title=f"minifcn bench {args.group}: {h}x{w}, width "
-                                          f"{plan.width:g}, {plan.dtype}")
+        with _writing("--plot", args.plot):
+            draw_chart(rows, args.plot, title=f"minifcn bench {args.group}: {h}x{w}, width "
+                                              f"{plan.width:g}, {plan.dtype}")
     for path in (args.json, args.plot):
         if path:
             print(f"wrote {path}")
@@ -120,8 +123,9 @@ def _plan(args):
         value = getattr(args, name)
         if value is not None and value < least:
             raise UserError(f"bench: --{name} must be at least {least}, got {value}")
-    if args.min_time < 0:
-        raise UserError(f"bench: --min-time must be >= 0 seconds, got {args.min_time:g}")
+    if not args.min_time >= 0 or args.min_time == float("inf"):     # NaN fails the first
+        raise UserError(f"bench: --min-time must be a finite number >= 0 seconds, got "
+                        f"{args.min_time:g}")
     layers = args.layers or DEFAULT_OPS
     return Plan(groups=groups, devices=DEVICES[args.device], size=args.size,
                 width=args.width, dtype=args.dtype,
@@ -144,6 +148,19 @@ def _check_outputs(args) -> None:
         folder = os.path.dirname(os.path.abspath(path)) if path else None
         if folder and not os.path.isdir(folder):
             raise UserError(f"bench: {option}: no such folder: {folder}")
+        if path and os.path.isdir(path):
+            raise UserError(f"bench: {option} names a folder, not a file: {path}")
+
+
+@contextlib.contextmanager
+def _writing(option: str, path: str):
+    """A write failure (disk full, folder gone meanwhile) as a UserError naming the option;
+    the tables are printed by then, so only the file is lost."""
+    try:
+        yield
+    except OSError as err:
+        raise UserError(f"bench: cannot write {option} {path}: {err.strerror or err}") \
+            from None
 
 
 def _write_json(args, plan, sections, rows, started, seconds) -> None:

@@ -26,11 +26,63 @@ def height_width(text: str) -> tuple:
 
 
 def check_device(device: str, command: str) -> None:
-    """A UserError unless ``device`` is "cpu", or "cuda"/"cuda:N" with CuPy and a GPU."""
+    """A UserError unless ``device`` is "cpu", or "cuda"/"cuda:N" with CuPy and GPU N."""
     from ..backend import import_cupy, parse_device
 
     try:
-        if parse_device(device)[0] == "cuda":
-            import_cupy()
+        kind, index = parse_device(device)
+        count = import_cupy().cuda.runtime.getDeviceCount() if kind == "cuda" else 0
     except (ValueError, RuntimeError) as err:
         raise UserError(f"{command}: {err}") from None
+    if index is not None and index >= count:
+        raise UserError(f"{command}: device {device!r} does not exist: {count} GPU(s) are "
+                        f"visible (cuda:0 to cuda:{count - 1})")
+
+
+def require_file(path: str, what: str, command: str) -> None:
+    """A UserError unless ``path`` is a file this process can open for reading; ``what``
+    names it in the message ("image", "--init file")."""
+    import os
+
+    if not os.path.exists(path):
+        raise UserError(f"{command}: {what} not found: {path}")
+    if os.path.isdir(path):
+        raise UserError(f"{command}: {what} is a folder, not a file: {path}")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise UserError(f"{command}: {what} cannot be read: {path} ({err.strerror or err})") \
+            from None
+
+
+def check_out_folder(path: str, command: str) -> None:
+    """A UserError where ``--out`` names an existing file (the folder is made later)."""
+    import os
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"{command}: --out is a file, not a folder: {path}")
+
+
+def reject_torch_file(path: str, option: str, command: str) -> None:
+    """A UserError with the way out where ``option`` names a PyTorch file, not an .npz."""
+    import os
+
+    if os.path.isfile(path) and _is_torch_file(path):
+        raise UserError(f"{command}: {option} {path} is a PyTorch file (torch.save), not "
+                        f"minifcn's .npz; convert it first: minifcn convert {path} OUT.npz")
+
+
+def _is_torch_file(path: str) -> bool:
+    """A torch.save file: a zip archive holding ``<name>/data.pkl``, or a bare pickle (the
+    format before PyTorch 1.6). A .npz is a zip of .npy members and never holds a pickle."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(1) == b"\x80":               # the PROTO opcode a pickle starts with
+                return True
+        with zipfile.ZipFile(path) as archive:
+            return any(name.rsplit("/", 1)[-1] == "data.pkl" for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False

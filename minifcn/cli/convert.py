@@ -1,7 +1,7 @@
 """``minifcn convert SRC.pth DST.npz``: PyTorch FCN or VGG16 weights to minifcn's .npz."""
 from __future__ import annotations
 
-from .common import UserError
+from .common import UserError, require_file
 
 
 def add(commands):
@@ -22,8 +22,17 @@ def run(args) -> int:
     from ..convert import ConversionError, TorchUnavailableError, convert_file
 
     src, dst = args.src, args.dst
-    if os.path.exists(src) and os.path.exists(dst) and os.path.samefile(src, dst):
+    if not os.path.exists(src):                             # before importing torch
+        raise UserError(f"convert: SRC does not exist: {src}")
+    require_file(src, "SRC", "convert")
+    if os.path.exists(dst) and os.path.samefile(src, dst):
         raise UserError(f"convert: SRC and DST are the same file ({dst}); choose another DST")
+    folder = os.path.dirname(os.path.abspath(dst))           # before reading a large SRC
+    if not os.path.isdir(folder):
+        raise UserError(f"convert: cannot write {dst}: its folder {folder} does not exist")
+    if os.path.isdir(dst):
+        raise UserError(f"convert: cannot write {dst}: it is a folder (name the file to "
+                        "write)")
     try:
         result = convert_file(src, dst)
     except (ConversionError, TorchUnavailableError) as err:

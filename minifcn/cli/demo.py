@@ -1,7 +1,7 @@
 """``minifcn demo``: train a narrow FCN-8s on generated shapes, score it, draw the results."""
 from __future__ import annotations
 
-from .common import UserError, check_device
+from .common import UserError, check_device, check_out_folder
 
 
 def add(commands):
@@ -37,6 +37,7 @@ def run(args) -> int:
                         f"{args.iters} and {args.test_images}")
     if args.seed < 0:
         raise UserError(f"demo: --seed must be non-negative, got {args.seed}")
+    check_out_folder(args.out, "demo")
     check_device(args.device, "demo")
     try:
         result = run_demo(args.out, device=args.device, iters=args.iters, seed=args.seed,

@@ -48,6 +48,10 @@ def run(args) -> int:
 
     check_device(args.device, "gradcheck")
     options = {k: getattr(args, k) for k in all_options()}
+    # the case builders make arrays from these before any op sees them: check them here
+    for name, value, least in (("seed", args.seed, 0), ("kernel", options.get("kernel"), 1)):
+        if value is not None and value < least:
+            raise UserError(f"gradcheck: --{name} must be at least {least}, got {value}")
     if args.op == "all":
         if any(v is not None for v in options.values()):
             raise UserError("'gradcheck all' runs preset configurations and takes no op options")

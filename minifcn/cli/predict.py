@@ -1,7 +1,8 @@
 """``minifcn predict IMAGE... --weights W`` and ``minifcn evaluate --weights W --data-dir D``."""
 from __future__ import annotations
 
-from .common import UserError, check_device
+from .common import (UserError, check_device, check_out_folder, reject_torch_file,
+                     require_file)
 
 
 def _add_model_options(p):
@@ -26,12 +27,13 @@ def _load_model(args, command):
     from ..io import WeightsError
     from ..inference import class_names, model_from_weights
 
+    reject_torch_file(args.weights, "--weights", command)
     check_device(args.device, command)
     try:
         model, metadata = model_from_weights(args.weights, arch=args.arch,
                                              n_class=args.n_class, width=args.width,
                                              device=args.device, with_metadata=True)
-    except (WeightsError, ValueError, RuntimeError) as err:
+    except WeightsError as err:
         raise UserError(f"{command}: {err}") from None
     if args.preprocess is None:
         args.preprocess = metadata.get("preprocess", "reference")
@@ -65,8 +67,8 @@ def run_predict(args) -> int:
         raise UserError(f"predict: images share the name {clash[0]!r}; their outputs "
                         "would overwrite each other (predict them into different --out)")
     for path in args.images:
-        if not os.path.isfile(path):
-            raise UserError(f"predict: image not found: {path}")
+        require_file(path, "image", "predict")
+    check_out_folder(args.out, "predict")
     model, names = _load_model(args, "predict")
     try:
         os.makedirs(args.out, exist_ok=True)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os
 
-from .common import UserError, check_device, height_width
+from .common import (UserError, check_device, check_out_folder, height_width,
+                     reject_torch_file, require_file)
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("poly", "step", "constant")
@@ -136,16 +137,19 @@ def _check(args) -> None:
     elif args.classes and len(args.classes) != args.n_class:
         raise UserError(f"train: --n-class {args.n_class} does not match the "
                         f"{len(args.classes)} names given by --classes")
-    for name in ("iters", "batch_size", "n_class", "stop_after"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise UserError(f"train: --{name.replace('_', '-')} must be at least 1, "
+    for name, least in (("iters", 1), ("batch_size", 1), ("n_class", 1), ("stop_after", 1),
+                        ("log_every", 1), ("val_every", 0), ("checkpoint_every", 0),
+                        ("seed", 0)):
+        if getattr(args, name) is not None and getattr(args, name) < least:
+            raise UserError(f"train: --{name.replace('_', '-')} must be at least {least}, "
                             f"got {getattr(args, name)}")
-    if args.init is not None and not os.path.isfile(args.init):
-        raise UserError(f"train: --init file not found: {args.init}")
-    if args.resume is not None and not os.path.isfile(args.resume):
-        raise UserError(f"train: --resume file not found: {args.resume}")
+    for option, path in (("--init", args.init), ("--resume", args.resume)):
+        if path is not None:
+            require_file(path, f"{option} file", "train")
+            reject_torch_file(path, option, "train")
     if not os.path.isdir(args.data_dir):
         raise UserError(f"train: --data-dir is not a folder: {args.data_dir}")
+    check_out_folder(args.out, "train")
     check_device(args.device, "train")
 
 
