@@ -72,6 +72,10 @@ def upsample_bilinear2d_forward(x, size=None, scale_factor=None, align_corners=F
     * its two neighbours ``i0 = min(floor(src), L - 1)`` and ``i1 = min(i0 + 1, L - 1)``
       (past the last centre both are ``L - 1``: the last pixel is repeated);
     * their weights ``1 - t`` and ``t``, ``t = clip(src - i0, 0, 1)``, so each row sums to 1.
+
+    An axis whose output length equals its input length (O = L) is copied, whatever the
+    scale: a scale of 1.2 on 3 rows gives 3 rows, which PyTorch (as here) returns unchanged
+    rather than resampled at ``(o + 0.5)/1.2 - 0.5``.
     """
     _checks.image_batch("x", x)
     N, C, H, W = x.shape
@@ -126,8 +130,11 @@ def linear_interpolation_matrix(in_size: int, out_size: int, align_corners: bool
     Row o holds the weights ``1 - t`` and ``t`` of the two neighbours of o's source
     coordinate (see the Notes of :func:`upsample_bilinear2d_forward`); each row sums to 1.
     ``scale_factor`` is the user's scale, used (as ``1/s``) for the source coordinate
-    when ``align_corners`` is False; None uses ``in_size / out_size``.
+    when ``align_corners`` is False; None uses ``in_size / out_size``. Equal sizes give the
+    identity (a copy), whatever the scale, as in PyTorch.
     """
+    if out_size == in_size:
+        return np.eye(in_size)
     o = np.arange(out_size, dtype=np.float64)
     if align_corners:
         ratio = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
