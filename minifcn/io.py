@@ -115,6 +115,7 @@ def read_archive(path, what: str = "weight file") -> WeightsFile:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise WeightsError(f"{what} {path!r} does not exist")
+    _check_magic(path, what)
     try:
         loaded = np.load(path, allow_pickle=False)
     except _READ_ERRORS as err:
@@ -128,6 +129,20 @@ def read_archive(path, what: str = "weight file") -> WeightsFile:
     metadata = {} if entry is None else _parse_metadata(path, entry)
     _verify(path, arrays, metadata)
     return WeightsFile(arrays, metadata)
+
+
+def _check_magic(path, what: str) -> None:
+    """Refuse a file that is neither a zip archive nor an .npy array before numpy.load
+    reads it (numpy would take it for a pickle and say so)."""
+    try:
+        with open(path, "rb") as f:
+            start = f.read(6)
+    except OSError as err:
+        raise WeightsError(f"{path!r} is not a readable .npz {what}: {err}") from None
+    if not start.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
+        kind = "is empty" if not start else f"starts with {start!r}"
+        raise WeightsError(f"{path!r} is not a readable .npz {what}: an .npz is a zip "
+                           f"archive, and this file {kind}")
 
 
 def write_weights(path, arrays, **metadata) -> None:

@@ -118,6 +118,7 @@ class _Settings:
     limit = None                      # workspace limit in bytes, or None
     pool_limit = None                 # pool limit in bytes, or None for the default rule
     pool_enabled = True
+    environment_error = None          # a MINIFCN_WORKSPACE_LIMIT that did not parse
 
 
 _settings = _Settings()
@@ -128,11 +129,18 @@ def set_workspace_limit(limit) -> None:
     ``"256MiB"`` or ``"1.5GB"``, or None for no limit. The pool then trims itself to its
     new limit (:func:`pool_limit`)."""
     _settings.limit = parse_size(limit, "limit")
+    _settings.environment_error = None
     _pool.trim()
 
 
 def get_workspace_limit():
-    """The workspace limit in bytes, or None when unlimited."""
+    """The workspace limit in bytes, or None when unlimited.
+
+    A ``MINIFCN_WORKSPACE_LIMIT`` that does not parse is raised here (a ValueError naming
+    the variable), until :func:`set_workspace_limit` sets a limit.
+    """
+    if _settings.environment_error is not None:
+        raise _settings.environment_error
     return _settings.limit
 
 
@@ -332,4 +340,7 @@ def stats() -> dict:
     return _pool.stats()
 
 
-_settings.limit = _limit_from_environment()
+try:
+    _settings.limit = _limit_from_environment()
+except ValueError as _error:           # reported on first use, so `import minifcn` works
+    _settings.limit, _settings.environment_error = DEFAULT_LIMIT, _error

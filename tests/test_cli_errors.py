@@ -207,6 +207,9 @@ ROWS = [
     row("predict-workspace-too-small", "predict {image.png} --weights {weights.npz} "
         "--out {out}", r"workspace limit .*MINIFCN_WORKSPACE_LIMIT",
         env={"MINIFCN_WORKSPACE_LIMIT": "1KiB"}),
+    row("workspace-variable-not-a-size", "summary fcn8s --input 64x64",
+        r"MINIFCN_WORKSPACE_LIMIT must be a number of bytes .* got 'lots'",
+        env={"MINIFCN_WORKSPACE_LIMIT": "lots"}),
     # evaluate
     row("evaluate-weights-for-fewer-classes", "evaluate --weights {weights_3class.npz} "
         "--data-dir {voc}", r"evaluate: label .*a.png holds values \[3\] outside 0..2"),

@@ -297,9 +297,9 @@ def test_set_get_and_scoped_limit():
     assert minifcn.get_workspace_limit() is None
 
 
-def _import_minifcn_with(value):
+def _import_minifcn_with(value, code="print(minifcn.get_workspace_limit())"):
     env = dict(os.environ, MINIFCN_WORKSPACE_LIMIT=value)
-    code = "import minifcn; print(minifcn.get_workspace_limit())"
+    code = "import minifcn; " + code
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
 
 
@@ -310,6 +310,10 @@ def test_environment_variable_is_read_at_import():
     assert workspace.DEFAULT_LIMIT == 256 * 2 ** 20
     bad = _import_minifcn_with("lots")
     assert bad.returncode != 0 and "MINIFCN_WORKSPACE_LIMIT must be" in bad.stderr
+    assert "Traceback" not in _import_minifcn_with("lots", "print('imported')").stderr
+    reset = _import_minifcn_with("lots", "minifcn.set_workspace_limit('1MiB'); "
+                                         "print(minifcn.get_workspace_limit())")
+    assert reset.stdout.strip() == str(2 ** 20)
 
 
 # --- The pool --------------------------------------------------------------------------------

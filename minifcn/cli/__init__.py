@@ -10,7 +10,8 @@ import sys
 import traceback
 
 from .. import __version__
-from ..workspace import ENV_VARIABLE, WorkspaceLimitError, WorkspaceMemoryError
+from ..workspace import (ENV_VARIABLE, WorkspaceLimitError, WorkspaceMemoryError,
+                         get_workspace_limit)
 from . import bench, convert, demo, gradcheck, predict, summary, train
 from .common import Parser, UserError
 
@@ -19,6 +20,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        _check_environment()
         return args.run(args)
     except UserError as err:
         print(f"minifcn: error: {_one_line(err)}", file=sys.stderr)
@@ -39,6 +41,14 @@ def main(argv=None) -> int:
         traceback.print_exc()
         print("minifcn: internal error (the traceback above is a bug report)", file=sys.stderr)
         return 1
+
+
+def _check_environment() -> None:
+    """A MINIFCN_WORKSPACE_LIMIT that does not parse is a user error, reported up front."""
+    try:
+        get_workspace_limit()
+    except ValueError as err:
+        raise UserError(str(err)) from None
 
 
 def _one_line(err) -> str:
