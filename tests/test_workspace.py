@@ -196,36 +196,6 @@ def test_no_buffer_above_the_limit_without_the_pool(xp, rng, allocations):
     assert max(allocations) <= limit
 
 
-def test_cpu_cache_block_splits_large_convs_without_changing_them(rng, plans, monkeypatch):
-    """With no limit, a CPU conv whose im2col is above the cache block runs in row chunks of
-    about CACHE_BLOCK bytes (never under CACHE_BLOCK pixels), and gives what one chunk does."""
-    x = rng.standard_normal((2, 16, 60, 70))                   # im2col 2 x 4.2 MiB in float64
-    w = rng.standard_normal((5, 16, 3, 3))
-    b = rng.standard_normal(5)
-    options = dict(stride=1, padding=1, dilation=1)
-    monkeypatch.setattr(_conv_gemm, "CACHE_BLOCK", (1 << 20, 300))   # bytes win: 13 rows
-    blocked = _conv2d_run(np, x, w, b, options, np.random.default_rng(1))
-    row_bytes = 70 * 16 * 9 * 8
-    assert len(plans) == 3 and all(len(chunks) == 2 * 5 for chunks in plans)
-    assert all(n1 - n0 == 1 and (r1 - r0) * row_bytes <= 1 << 20
-               for n0, n1, r0, r1 in plans[0])
-    monkeypatch.setattr(_conv_gemm, "CACHE_BLOCK", (1 << 20, 2000))   # pixels win: 29 rows
-    _conv2d_run(np, x, w, b, options, np.random.default_rng(1))
-    assert len(plans[-1]) == 2 * 3
-    monkeypatch.setattr(_conv_gemm, "CACHE_BLOCK", None)
-    whole = _conv2d_run(np, x, w, b, options, np.random.default_rng(1))
-    assert plans[-1] == [(0, 2, 0, 60)]
-    for got, want in zip(blocked, whole):
-        assert rel_error(got, want) < 1e-13
-
-
-def test_cache_block_is_for_the_cpu_only():
-    conv = _conv_gemm._Conv((1, 64, 300, 300), (64, 64, 3, 3), (1, 1), (1, 1), (1, 1),
-                            (300, 300), 4, "test", gpu=True)
-    assert _conv_gemm._plan(conv, conv.col_bytes) == [(0, 1, 0, 300)]
-    assert len(_conv_gemm._plan(conv._replace(gpu=False), conv.col_bytes)) > 1
-
-
 # --- Errors --------------------------------------------------------------------------------
 
 def test_one_row_above_the_limit_raises_naming_the_sizes(xp, rng):
@@ -246,7 +216,6 @@ def test_one_row_above_the_limit_raises_naming_the_sizes(xp, rng):
 
 def test_machine_short_of_memory_advises_a_limit(monkeypatch, rng):
     monkeypatch.setattr(workspace, "_available_memory", lambda: 50 * 2 ** 20)
-    monkeypatch.setattr(_conv_gemm, "CACHE_BLOCK", None)     # else 8 MiB chunks fit anyway
     x = rng.standard_normal((1, 64, 200, 200)).astype(np.float32)   # im2col: 88 MiB
     w = rng.standard_normal((8, 64, 3, 3)).astype(np.float32)
     with pytest.raises(workspace.WorkspaceMemoryError, match=r"set_workspace_limit\('256MiB'\)"):

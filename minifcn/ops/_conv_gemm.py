@@ -67,18 +67,10 @@ def _conv(xp, x_shape, w_shape, stride, padding, dilation, dtype, what) -> _Conv
 
 # --- The plan ------------------------------------------------------------------------------
 
-# Cache blocking on the CPU: a chunk's im2col is written and at once read by its GEMM, so a
-# chunk that stays in the caches (32 MiB of L3 here) saves a round trip through memory. The
-# target is a chunk of about ``bytes``, but of at least ``pixels`` output pixels, below which
-# a GEMM loses more than the memory traffic saves. None turns cache blocking off.
-CACHE_BLOCK = (8 << 20, 2048)       # (bytes, pixels)
-
-
 def _plan(conv: _Conv, cost):
-    """Chunks ``(n0, n1, r0, r1)`` whose largest buffer, ``cost(images, rows)``, fits the
-    workspace limit and, on the CPU, the cache block."""
+    """Chunks ``(n0, n1, r0, r1)`` whose largest buffer, ``cost(images, rows)``, fits the limit."""
     N, OH = conv.x_shape[0], conv.out[0]
-    limit = _effective_limit(conv, cost, workspace.get_workspace_limit())
+    limit = workspace.get_workspace_limit()
     if limit is None or cost(N, OH) <= limit:
         return [(0, N, 0, OH)]
     images = _largest(lambda k: cost(k, OH) <= limit, N)
@@ -92,16 +84,6 @@ def _plan(conv: _Conv, cost):
             f"row, more than the workspace limit of {_bytes(limit)}; raise it with "
             f"minifcn.set_workspace_limit", needed, limit)
     return [(n, n + 1, r0, r1) for n in range(N) for r0, r1 in _split(OH, rows)]
-
-
-def _effective_limit(conv: _Conv, cost, limit):
-    """The workspace limit, lowered to the cache block for CPU convolutions."""
-    if conv.gpu or CACHE_BLOCK is None:
-        return limit
-    target, pixels = CACHE_BLOCK
-    rows = min(-(-pixels // conv.out[1]), conv.out[0])
-    block = max(target, cost(1, rows))
-    return block if limit is None else min(limit, block)
 
 
 def _bytes(n: int) -> str:
