@@ -172,6 +172,16 @@ def test_load_state_dict_names_every_bad_key():
         model.load_state_dict(state, strict=False)
 
 
+def test_load_state_dict_lists_six_problems_and_counts_the_rest():
+    model = Outer()
+    state = {f"stray{i}": np.zeros(1) for i in range(10)}        # every key wrong
+    with pytest.raises(ValueError) as info:
+        model.load_state_dict(state)
+    message = str(info.value)
+    problems = len(OUTER_NAMES) + 10
+    assert message.count("key '") == 6 and f"and {problems - 6} more" in message
+
+
 def test_load_state_dict_not_strict_returns_missing_and_unexpected():
     model = Outer()
     state = {"a": np.full(2, 7.0), "nope": np.zeros(1)}

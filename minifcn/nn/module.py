@@ -150,8 +150,9 @@ class Module:
     def load_state_dict(self, state_dict, strict: bool = True):
         """Copy arrays into the parameters, keeping each parameter's device and dtype.
 
-        Raises ``ValueError`` listing every wrongly shaped key and, when ``strict``, every
-        missing and unexpected key. Returns ``(missing, unexpected)`` name lists.
+        Raises ``ValueError`` listing the wrongly shaped keys and, when ``strict``, the
+        missing and unexpected keys (the first six problems, and how many more). Returns
+        ``(missing, unexpected)`` name lists.
         """
         params = dict(self.named_parameters())
         missing = [k for k in params if k not in state_dict]
@@ -164,8 +165,10 @@ class Module:
             problems += [f"missing key {k!r}" for k in missing]
             problems += [f"unexpected key {k!r}" for k in unexpected]
         if problems:
+            shown = problems[:6] + ([f"and {len(problems) - 6} more"] if len(problems) > 6
+                                    else [])
             raise ValueError(f"cannot load state_dict into {type(self).__name__}: "
-                             + "; ".join(problems))
+                             + "; ".join(shown))
         # Convert everything, then assign: a failed cast or copy leaves every parameter as it was.
         new = {}
         for name, p in params.items():
