@@ -151,8 +151,8 @@ class Module:
         """Copy arrays into the parameters, keeping each parameter's device and dtype.
 
         Raises ``ValueError`` listing the wrongly shaped keys and, when ``strict``, the
-        missing and unexpected keys (the first six problems, and how many more). Returns
-        ``(missing, unexpected)`` name lists.
+        missing and unexpected keys (the first four of each kind, and how many more).
+        Returns ``(missing, unexpected)`` name lists.
         """
         params = dict(self.named_parameters())
         missing = [k for k in params if k not in state_dict]
@@ -160,15 +160,13 @@ class Module:
         wrong = [f"{k}: expected shape {params[k].shape}, got {tuple(np.shape(v))}"
                  for k, v in state_dict.items()
                  if k in params and tuple(np.shape(v)) != params[k].shape]
-        problems = [f"wrong shape for {w}" for w in wrong]
+        problems = _first_few([f"wrong shape for {w}" for w in wrong])
         if strict:
-            problems += [f"missing key {k!r}" for k in missing]
-            problems += [f"unexpected key {k!r}" for k in unexpected]
+            problems += _first_few([f"missing key {k!r}" for k in missing])
+            problems += _first_few([f"unexpected key {k!r}" for k in unexpected])
         if problems:
-            shown = problems[:6] + ([f"and {len(problems) - 6} more"] if len(problems) > 6
-                                    else [])
             raise ValueError(f"cannot load state_dict into {type(self).__name__}: "
-                             + "; ".join(shown))
+                             + "; ".join(problems))
         # Convert everything, then assign: a failed cast or copy leaves every parameter as it was.
         new = {}
         for name, p in params.items():
@@ -187,3 +185,8 @@ class Module:
 
     def extra_repr(self) -> str:
         return ""
+
+
+def _first_few(problems, n: int = 4):
+    """The first ``n`` problems of one kind, and how many more there are."""
+    return problems[:n] + ([f"and {len(problems) - n} more"] if len(problems) > n else [])
