@@ -211,3 +211,68 @@ def test_conv2d_backward_before_forward_raises():
     layer = Conv2d(2, 3, 3, rng=0)
     with pytest.raises(RuntimeError, match=r"backward\(\) was called before forward\(\)"):
         layer.backward(np.zeros((1, 3, 4, 4), np.float32))
+
+
+# --- The input gradient as a correlation (stride 1) -----------------------------------------
+
+CORRELATION_CASES = [  # F, C, kernel, padding, dilation, correlation expected
+    (4, 4, 3, 1, 1, True), (2, 5, (3, 2), (2, 0), 1, True), (3, 3, 3, (0, 4), (1, 2), True),
+    (2, 5, 3, 0, 2, True), (6, 3, 3, 1, 1, False), (3, 3, 3, 3, 1, False),
+    (3, 3, 1, 0, 1, False), (3, 4, 5, 0, 2, False)]     # the last: dy's im2col 27 > 4 rows
+
+
+@pytest.mark.parametrize("F, C, kernel, padding, dilation, expected", CORRELATION_CASES,
+                         ids=[f"F{c[0]}-C{c[1]}-k{c[2]}-p{c[3]}-d{c[4]}".replace(" ", "")
+                              for c in CORRELATION_CASES])
+def test_stride_1_input_gradient_as_a_correlation_equals_col2im(xp, rng, monkeypatch, F, C,
+                                                                 kernel, padding, dilation,
+                                                                 expected):
+    """Stride 1 with F <= C and P <= D(K-1) takes dx as a correlation of dy with the flipped
+    kernel (no col2im); it equals the col2im path to rounding."""
+    from minifcn.ops import _conv_gemm
+    kh, kw = pair(kernel)
+    x = xp.asarray(rng.standard_normal((2, C, 11, 9)))
+    w = xp.asarray(rng.standard_normal((F, C, kh, kw)))
+    y, cache = conv2d_forward(x, w, None, 1, padding, dilation)
+    dy = xp.asarray(rng.standard_normal(y.shape))
+    taken = []
+    correlation = _conv_gemm._input_grad_by_correlation
+    monkeypatch.setattr(_conv_gemm, "_input_grad_by_correlation",
+                        lambda *a: taken.append(1) or correlation(*a))
+    dx, dw, _ = conv2d_backward(dy, cache)
+    assert bool(taken) == expected
+    monkeypatch.setattr(_conv_gemm, "_correlation_padding", lambda *a: None)   # col2im
+    dx_col2im, dw_col2im, _ = conv2d_backward(dy, cache)
+    assert rel_error(dx, dx_col2im) < 1e-13 and rel_error(dw, dw_col2im) == 0
+    assert dx.shape == x.shape and dx.flags.c_contiguous
+
+
+@pytest.mark.parametrize("limit", [None, "6KiB"], ids=["whole", "chunked"])
+def test_weight_gradient_products_agree(rng, monkeypatch, limit):
+    """dW as dY @ col^T (F above TRANSPOSED_DW_FILTERS) and as (col @ dY^T)^T (F at most it,
+    on the CPU) agree, whole and summed over workspace chunks."""
+    from minifcn import workspace
+    from minifcn.ops import _conv_gemm
+    x = rng.standard_normal((2, 3, 12, 10))
+    w = rng.standard_normal((5, 3, 3, 3))
+    y, cache = conv2d_forward(x, w, None, 1, 1)
+    dy = rng.standard_normal(y.shape)
+    results = []
+    for filters in (0, 5):                                   # 0: never transposed; 5: always
+        monkeypatch.setattr(_conv_gemm, "TRANSPOSED_DW_FILTERS", filters)
+        with workspace.limited(limit):
+            results.append(conv2d_backward(dy, cache)[1])
+    assert results[0].flags.c_contiguous and results[1].flags.c_contiguous
+    assert rel_error(results[0], results[1]) < 1e-13
+    assert rel_error(results[1], conv2d_naive_weight_grad(x, dy, w.shape)) < 1e-12
+
+
+def conv2d_naive_weight_grad(x, dy, w_shape):
+    """dW[f, c, i, j] = sum over n, p, q of dy[n, f, p, q] x_pad[n, c, p + i, q + j]."""
+    x_pad = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    dw = np.zeros(w_shape)
+    OH, OW = dy.shape[2:]
+    for i in range(w_shape[2]):
+        for j in range(w_shape[3]):
+            dw[:, :, i, j] = np.einsum("nfpq,ncpq->fc", dy, x_pad[:, :, i:i + OH, j:j + OW])
+    return dw

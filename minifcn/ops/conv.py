@@ -11,9 +11,11 @@ input gradient        ``dx = col2im(W.T @ dy)``                    ``(CKK, F) @ 
 with ``CKK = C*KH*KW`` and ``NL = N*OH*OW``. The input gradient of a convolution is a
 transposed convolution, and a transposed convolution's forward is this input gradient; the
 three private helpers (``_conv_gemm.py``) are written once and reused by both layers with
-roles swapped (see ``conv_transpose.py``). With a workspace limit
-(``minifcn.set_workspace_limit``) they work in chunks of images and output rows, so that no
-im2col buffer exceeds it.
+roles swapped (see ``conv_transpose.py``). For stride 1 the input gradient is also a plain
+convolution, of dy with the kernel flipped and its channel axes swapped, and is computed so
+where that is cheaper than col2im (``_conv_gemm._input_grad_by_correlation``). With a
+workspace limit (``minifcn.set_workspace_limit``) they work in chunks of images and output
+rows, so that no im2col buffer exceeds it.
 """
 from __future__ import annotations
 
