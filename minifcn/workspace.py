@@ -57,6 +57,9 @@ _SIZE_PATTERN = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]*)\s*")
 _UNLIMITED_WORDS = ("none", "unlimited")
 _ADVICE = (f"bound it with minifcn.set_workspace_limit('256MiB') (or the environment variable "
            f"{ENV_VARIABLE}), which makes convolutions work in chunks")
+_RESULT_ADVICE = (f"results are not split by the workspace limit (minifcn.set_workspace_limit, "
+                  f"{ENV_VARIABLE}, which bounds only scratch buffers): use a smaller batch "
+                  f"or image")
 
 
 class WorkspaceLimitError(MemoryError):
@@ -178,19 +181,8 @@ def _limit_from_environment():
 
 def _allocate(xp, shape, dtype, what: str = "workspace"):
     """The one place a workspace buffer is allocated (tests wrap it to see every size)."""
-    nbytes = math.prod(shape) * numpy.dtype(dtype).itemsize
-    if xp is numpy and nbytes >= _CHECK_MEMORY_ABOVE:
-        available = _available_memory()
-        if available is not None and nbytes > available:
-            raise WorkspaceMemoryError(
-                f"{what} needs a {format_bytes(nbytes)} buffer but only "
-                f"{format_bytes(available)} of memory is available; {_ADVICE}")
-    try:
-        return xp.empty(shape, dtype=dtype)
-    except MemoryError as err:        # numpy's, and CuPy's OutOfMemoryError (a subclass)
-        where = "GPU" if xp is not numpy else "machine"
-        raise WorkspaceMemoryError(f"{what} needs a {format_bytes(nbytes)} buffer, more than "
-                                   f"the {where} can give ({err}); {_ADVICE}") from err
+    return _new_array(xp, shape, dtype, False, lambda nbytes: f"{what} needs a "
+                      f"{format_bytes(nbytes)} buffer", _ADVICE)
 
 
 def result_array(xp, shape, dtype, what: str, zeros: bool = False):
@@ -203,22 +195,28 @@ def result_array(xp, shape, dtype, what: str, zeros: bool = False):
     scratch around it).
     """
     shape = tuple(int(s) for s in shape)
+    return _new_array(xp, shape, dtype, zeros, lambda nbytes: f"{what} needs "
+                      f"{format_bytes(nbytes)} for its result {shape} {numpy.dtype(dtype)}",
+                      _RESULT_ADVICE)
+
+
+def _new_array(xp, shape, dtype, zeros, described, advice):
+    """``xp.empty`` (or ``xp.zeros``), refused with WorkspaceMemoryError when larger than
+    MemAvailable or when the allocation fails; ``described(nbytes)`` starts the message
+    (built only then)."""
     nbytes = math.prod(shape) * numpy.dtype(dtype).itemsize
-    advice = (f"results are not split by the workspace limit (minifcn.set_workspace_limit, "
-              f"{ENV_VARIABLE}, which bounds only scratch buffers): use a smaller batch "
-              f"or image")
-    described = f"{what} needs {format_bytes(nbytes)} for its result {shape} {numpy.dtype(dtype)}"
     if xp is numpy and nbytes >= _CHECK_MEMORY_ABOVE:
         available = _available_memory()
         if available is not None and nbytes > available:
-            raise WorkspaceMemoryError(f"{described}, but only {format_bytes(available)} of "
-                                       f"memory is available; {advice}")
+            raise WorkspaceMemoryError(f"{described(nbytes)}, but only "
+                                       f"{format_bytes(available)} of memory is available; "
+                                       f"{advice}")
     try:
         return (xp.zeros if zeros else xp.empty)(shape, dtype=dtype)
     except MemoryError as err:        # numpy's, and CuPy's OutOfMemoryError (a subclass)
         where = "GPU" if xp is not numpy else "machine"
-        raise WorkspaceMemoryError(f"{described}, more than the {where} can give ({err}); "
-                                   f"{advice}") from err
+        raise WorkspaceMemoryError(f"{described(nbytes)}, more than the {where} can give "
+                                   f"({err}); {advice}") from err
 
 
 def _available_memory():
