@@ -89,10 +89,9 @@ def write_archive(path, arrays, metadata=None) -> None:
     if objects:
         raise ValueError(f"arrays must not hold Python objects (they would be pickled), but "
                          f"{_few(objects)} do")
-    entry = {"format": FORMAT_VERSION, "minifcn": __version__,
-             **{k: _plain(v) for k, v in (metadata or {}).items()}}
-    entry.update(format=FORMAT_VERSION, arrays={k: _record(a) for k, a in host.items()})
-    entry.pop(_OWN_CRC, None)
+    given = {k: _plain(v) for k, v in (metadata or {}).items() if k != _OWN_CRC}
+    entry = {"minifcn": __version__, **given, "format": FORMAT_VERSION,
+             _TABLE: {k: _record(a) for k, a in host.items()}}
     entry[_OWN_CRC] = _metadata_crc(entry)
     members = [(METADATA_KEY, np.array(json.dumps(entry))), *host.items()]
 
