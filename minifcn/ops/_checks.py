@@ -27,19 +27,16 @@ def pair(name: str, value, *, minimum: int) -> tuple[int, int]:
 
 def positive_int(name: str, value) -> int:
     """Check a count such as a number of channels."""
-    if not _is_int(value):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be positive, got {value!r}")
-    return int(value)
+    return int_at_least(name, value, 1, bound="positive")
 
 
-def int_at_least(name: str, value, minimum: int) -> int:
-    """Check a single int such as a size or a padding: at least ``minimum``."""
+def int_at_least(name: str, value, minimum: int, bound: str = "") -> int:
+    """Check a single int such as a size or a padding: at least ``minimum`` (the message
+    says ``bound``, "at least <minimum>" by default)."""
     if not _is_int(value):
         raise TypeError(f"{name} must be an int, got {value!r}")
     if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value!r}")
+        raise ValueError(f"{name} must be {bound or f'at least {minimum}'}, got {value!r}")
     return int(value)
 
 
