@@ -162,7 +162,7 @@ ROWS = [
         r"device must be 'cpu', 'cuda' or 'cuda:N', got 'cuda:x'"),
     # convert
     row("convert-missing-source", "convert {missing} {out}.npz",
-        r"convert: SRC does not exist: .*missing$"),
+        r"convert: SRC not found: .*missing$"),
     row("convert-folder-as-source", "convert {folder} {out}.npz",
         r"convert: SRC is a folder, not a file: .*folder$"),
     row("convert-into-missing-folder", "convert {model.pth} {missing}/x.npz",

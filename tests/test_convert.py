@@ -218,7 +218,7 @@ def test_unconvertible_state_dicts_exit_2_with_one_line(torch, tmp_path, capsys,
 @pytest.mark.parametrize("case, message", [
     ("random-bytes", "cannot be loaded with torch.load(weights_only=True)"),
     ("truncated", "not a readable PyTorch file"),
-    ("missing", "does not exist"),
+    ("missing", "SRC not found"),
     ("same-file", "same file"),
     ("no-folder", "cannot write"),
 ])

@@ -22,9 +22,7 @@ def run(args) -> int:
     from ..convert import ConversionError, TorchUnavailableError, convert_file
 
     src, dst = args.src, args.dst
-    if not os.path.exists(src):                             # before importing torch
-        raise UserError(f"convert: SRC does not exist: {src}")
-    require_file(src, "SRC", "convert")
+    require_file(src, "SRC", "convert")                      # before importing torch
     if os.path.exists(dst) and os.path.samefile(src, dst):
         raise UserError(f"convert: SRC and DST are the same file ({dst}); choose another DST")
     folder = os.path.dirname(os.path.abspath(dst))           # before reading a large SRC
