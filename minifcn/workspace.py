@@ -45,6 +45,8 @@ import threading
 
 import numpy
 
+from . import result_pool
+
 ENV_VARIABLE = "MINIFCN_WORKSPACE_LIMIT"
 DEFAULT_LIMIT = 256 * 2 ** 20         # the workspace limit unless the environment says
 MAX_BUFFERS = 4                       # free buffers the pool keeps at most
@@ -186,7 +188,9 @@ def _allocate(xp, shape, dtype, what: str = "workspace"):
 
 
 def result_array(xp, shape, dtype, what: str, zeros: bool = False):
-    """A fresh array for an op's result (never pooled): ``xp.empty``, or ``xp.zeros``.
+    """An array for an op's result, uninitialised (or zeros): on the CPU from the result
+    pool (:mod:`minifcn.result_pool`, memory no other array references), never from the
+    workspace pool; on the GPU ``cupy.empty``/``cupy.zeros``.
 
     Checked like a workspace buffer: a result larger than the available memory, or an
     allocation the machine (or GPU) refuses, raises :class:`WorkspaceMemoryError` naming
@@ -195,9 +199,17 @@ def result_array(xp, shape, dtype, what: str, zeros: bool = False):
     scratch around it).
     """
     shape = tuple(int(s) for s in shape)
-    return _new_array(xp, shape, dtype, zeros, lambda nbytes: f"{what} needs "
-                      f"{format_bytes(nbytes)} for its result {shape} {numpy.dtype(dtype)}",
-                      _RESULT_ADVICE)
+    dtype = numpy.dtype(dtype)
+
+    def described(nbytes):
+        return f"{what} needs {format_bytes(nbytes)} for its result {shape} {dtype}"
+    if xp is not numpy:
+        return _new_array(xp, shape, dtype, zeros, described, _RESULT_ADVICE)
+    array = result_pool.empty(shape, dtype, math.prod(shape) * dtype.itemsize, lambda n: (
+        _new_array(numpy, (max(n, 1),), numpy.uint8, False, described, _RESULT_ADVICE)))
+    if zeros:
+        array.fill(0)
+    return array
 
 
 def _new_array(xp, shape, dtype, zeros, described, advice):

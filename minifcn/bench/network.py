@@ -97,9 +97,9 @@ def _minifcn_side(spec: NetworkSpec, x, target):
     x, target = to_device(x, spec.device), to_device(target, spec.device)
     one = xp.ones((), spec.dtype)
 
-    def step():
-        _, cache = softmax_cross_entropy_forward(model(x), target, ignore_index=255)
+    def step():                                      # in torch's order: zero_grad first
         model.zero_grad()
+        _, cache = softmax_cross_entropy_forward(model(x), target, ignore_index=255)
         model.backward(softmax_cross_entropy_backward(one, cache)[0])
 
     def timer(fn):

@@ -59,9 +59,9 @@ class _Conv(Module):
     def backward(self, dy):
         cache, = self.saved()
         dx, dweight, dbias = self._backward(dy, cache)
-        self.weight.accumulate(dweight)
+        self.weight.accumulate(dweight, copy=False)    # fresh arrays: handed over
         if self.bias is not None:
-            self.bias.accumulate(dbias)
+            self.bias.accumulate(dbias, copy=False)
         return dx
 
     def extra_repr(self):

@@ -71,8 +71,9 @@ def forward(x, kernel, stride, padding, out):
     """y and argmax as ``pool._forward_cpu`` computes them, for tiling windows."""
     N, C = x.shape[:2]
     fh, fw = whole = _whole(x.shape, kernel)
-    y = np.empty((N, C) + out, dtype=x.dtype)                         # (N, C, OH, OW)
-    argmax = np.empty((N, C) + out, dtype=_index_dtype(kernel))
+    y = workspace.result_array(np, (N, C) + out, x.dtype, "max_pool2d forward")  # (N,C,OH,OW)
+    argmax = workspace.result_array(np, (N, C) + out, _index_dtype(kernel),
+                                    "max_pool2d forward (argmax)")
     if fh and fw:
         _forward_whole(_planes(x), _planes(y), _planes(argmax), kernel, whole)
     for rows, cols in _edges(x.shape, kernel, out):                  # cut windows (ceil mode)
@@ -159,7 +160,7 @@ def backward(dy, argmax, x_shape, kernel, stride, padding):
     """dx of whole windows by :func:`_backward_whole`; cut windows as the general loop; rows
     and columns no window reads get 0."""
     fh, fw = whole = _whole(x_shape, kernel)
-    dx = np.empty(x_shape, dtype=dy.dtype)                            # (N, C, H, W)
+    dx = workspace.result_array(np, x_shape, dy.dtype, "max_pool2d backward")  # (N, C, H, W)
     if fh and fw:
         _backward_whole(_planes(dy), _planes(argmax), _planes(dx), kernel, whole)
     dx[:, :, fh * kernel[0]:, :] = 0

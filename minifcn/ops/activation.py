@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..backend import array_module_of, device_of, get_array_module, to_device
+from ..workspace import result_array
 from . import _checks
 
 
@@ -66,8 +67,8 @@ def relu_forward(x):
     """
     _checks.float_array("x", x)
     xp = get_array_module(x)
-    mask = x > 0                                    # bool, x's shape
-    y = xp.maximum(x, x.dtype.type(0))
+    mask = xp.greater(x, 0, out=result_array(xp, x.shape, bool, "relu forward (mask)"))
+    y = xp.maximum(x, x.dtype.type(0), out=result_array(xp, x.shape, x.dtype, "relu forward"))
     return y, ReLUCache(mask, x.dtype)
 
 
@@ -95,7 +96,9 @@ def relu_backward(dy, cache: ReLUCache):
     _checks.cache_of(cache, ReLUCache, "relu_forward")
     _checks.grad_shape(dy, cache.mask.shape, cache.dtype)
     array_module_of(dy=dy, x=cache.mask)
-    return dy * cache.mask                          # float * bool keeps dy's dtype
+    xp = get_array_module(dy)
+    dx = result_array(xp, dy.shape, dy.dtype, "relu backward")
+    return xp.multiply(dy, cache.mask, out=dx)      # float * bool keeps dy's dtype
 
 
 # --- Dropout -------------------------------------------------------------------------------

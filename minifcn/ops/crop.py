@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..backend import get_array_module
+from ..workspace import result_array
 from . import _checks
 
 
@@ -57,7 +58,8 @@ def crop_forward(x, offset, size):
         raise ValueError(f"the crop does not fit in x: offset {(top, left)} + size {(h, w)} "
                          f"= {(top + h, left + w)} exceeds x's spatial size {(H, W)} "
                          f"(x has shape {tuple(x.shape)}); reduce offset or size")
-    y = x[:, :, top:top + h, left:left + w].copy()  # (N, C, h, w), C order
+    y = result_array(get_array_module(x), tuple(x.shape[:2]) + (h, w), x.dtype, "crop forward")
+    y[...] = x[:, :, top:top + h, left:left + w]   # (N, C, h, w), C order
     return y, CropCache(tuple(x.shape), x.dtype, (top, left), (h, w))
 
 
@@ -87,6 +89,6 @@ def crop_backward(dy, cache: CropCache):
     (top, left), (h, w) = cache.offset, cache.size
     _checks.grad_shape(dy, (N, C, h, w), cache.dtype)
     xp = get_array_module(dy)
-    dx = xp.zeros(cache.x_shape, dtype=dy.dtype)    # (N, C, H, W)
+    dx = result_array(xp, cache.x_shape, dy.dtype, "crop backward", zeros=True)  # (N,C,H,W)
     dx[:, :, top:top + h, left:left + w] = dy
     return dx

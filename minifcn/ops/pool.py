@@ -26,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..backend import array_module_of, get_array_module
+from ..workspace import result_array
 from . import _checks
 
 
@@ -230,8 +231,9 @@ def _first_inside(kernel, stride, padding, out):
 
 def _forward_cpu(x, kernel, stride, padding, out):
     N, C = x.shape[:2]
-    y = np.full((N, C) + out, -np.inf, dtype=x.dtype)                 # (N, C, OH, OW)
-    argmax = np.empty((N, C) + out, dtype=_index_dtype(kernel))
+    y = result_array(np, (N, C) + out, x.dtype, "max_pool2d forward")  # (N, C, OH, OW)
+    y.fill(-np.inf)
+    argmax = result_array(np, (N, C) + out, _index_dtype(kernel), "max_pool2d forward (argmax)")
     argmax[...] = _first_inside(kernel, stride, padding, out)
     # The offsets k = i*KW + j are visited in increasing order, so a window's argmax only
     # ever moves up to the current k: max(argmax, k * wins) updates it without a masked copy.
@@ -258,7 +260,7 @@ def _backward_cpu(dy, argmax, x_shape, kernel, stride, padding):
     pixel appears once, so ``+=`` is exact, and the order of k is fixed: deterministic."""
     out = tuple(argmax.shape[2:])
     overlapping = stride[0] < kernel[0] or stride[1] < kernel[1]
-    dx = np.zeros(x_shape, dtype=dy.dtype)                            # (N, C, H, W)
+    dx = result_array(np, x_shape, dy.dtype, "max_pool2d backward", zeros=True)  # (N, C, H, W)
     for k, outputs, inputs in _offsets(x_shape, kernel, stride, padding, out):
         routed = np.where(argmax[outputs] == k, dy[outputs], dy.dtype.type(0))
         if overlapping:
