@@ -241,7 +241,7 @@ def test_stride_1_input_gradient_as_a_correlation_equals_col2im(xp, rng, monkeyp
                         lambda *a: taken.append(1) or correlation(*a))
     dx, dw, _ = conv2d_backward(dy, cache)
     assert bool(taken) == expected
-    monkeypatch.setattr(_conv_gemm, "_correlation_padding", lambda *a: None)   # col2im
+    monkeypatch.setattr(_conv_gemm, "_correlation_padding", lambda *a, **k: None)  # col2im
     dx_col2im, dw_col2im, _ = conv2d_backward(dy, cache)
     assert rel_error(dx, dx_col2im) < 1e-13 and rel_error(dw, dw_col2im) == 0
     assert dx.shape == x.shape and dx.flags.c_contiguous

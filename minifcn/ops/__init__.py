@@ -29,6 +29,7 @@ from .loss import (SoftmaxCrossEntropyCache, log_softmax, softmax,
                    softmax_cross_entropy_backward, softmax_cross_entropy_forward)
 from .pool import (MaxPool2dCache, max_pool2d_backward, max_pool2d_forward,
                    max_pool2d_output_size)
+from ._winograd import get_conv_algorithm, set_conv_algorithm
 from .upsample import (Upsample2dCache, bilinear_kernel, bilinear_upsampling_weight,
                        upsample_bilinear2d_backward, upsample_bilinear2d_forward)
 
@@ -44,4 +45,5 @@ __all__ = [
     "Upsample2dCache", "upsample_bilinear2d_forward", "upsample_bilinear2d_backward",
     "bilinear_kernel", "bilinear_upsampling_weight",
     "MaxPool2dCache", "max_pool2d_forward", "max_pool2d_backward", "max_pool2d_output_size",
+    "set_conv_algorithm", "get_conv_algorithm",
 ]

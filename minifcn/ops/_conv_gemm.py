@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 from .. import workspace
 from ..backend import get_array_module
+from . import _winograd
 from .im2col import _col2im_add, _geometry, _im2col_into, _is_pointwise
 
 
@@ -143,6 +144,9 @@ def _conv2d(x, weight, stride, padding, dilation, what="conv2d forward"):
     w_mat = weight.reshape(F, -1)                                    # (F, CKK)
     y = workspace.result_array(xp, (x.shape[0], F) + conv.out, x.dtype,
                                conv.describe())                      # (N, F, OH, OW)
+    if _winograd.applies(xp, x.shape, weight.shape, stride, padding, dilation, x.dtype):
+        _winograd.conv3x3(x, weight, padding, y)
+        return y
     for chunk in _plan(conv, conv.col_bytes):
         n0, n1, r0, r1 = chunk
         with _columns(x, conv, chunk) as col:                        # (CKK, images*L)
@@ -158,7 +162,10 @@ def _conv2d_input_grad(dy, weight, x_shape, stride, padding, dilation,
     for stride 1 a correlation of dy instead (:func:`_input_grad_by_correlation`)."""
     xp = get_array_module(dy)
     dy = xp.ascontiguousarray(dy)
-    if _correlation_padding(dy.shape, weight.shape, x_shape, stride, padding, dilation):
+    winograd = _winograd.applies(xp, dy.shape, (x_shape[1],) + weight.shape[:1] + weight.shape[2:],
+                                 stride, (0, 0), dilation, dy.dtype)
+    if _correlation_padding(dy.shape, weight.shape, x_shape, stride, padding, dilation,
+                            any_size=winograd):
         return _input_grad_by_correlation(dy, weight, padding, dilation, what)
     conv = _conv(xp, x_shape, weight.shape, stride, padding, dilation, dy.dtype, what)
     w_t = weight.reshape(weight.shape[0], -1).T                      # (CKK, F)
@@ -173,15 +180,17 @@ def _conv2d_input_grad(dy, weight, x_shape, stride, padding, dilation,
     return dx
 
 
-def _correlation_padding(dy_shape, w_shape, x_shape, stride, padding, dilation):
+def _correlation_padding(dy_shape, w_shape, x_shape, stride, padding, dilation,
+                         any_size=False):
     """The padding ``D(K-1) - P`` that makes the input gradient a stride-1 correlation of dy,
     or None where it is not one (a stride above 1, P > D(K-1), an output_padding: x larger
     than the correlation gives) or would not pay: a 1x1 kernel without padding (one GEMM
     already), or more filters than channels, F W > C OW, whose im2col of dy would be larger
-    than col2im's buffer (and might not fit a workspace limit that col2im's fits)."""
+    than col2im's buffer (and might not fit a workspace limit that col2im's fits), unless
+    ``any_size`` (the correlation runs by Winograd, without an im2col)."""
     if stride != (1, 1) or _is_pointwise(w_shape[2:], stride, padding):
         return None
-    if w_shape[0] * x_shape[3] > w_shape[1] * dy_shape[3]:
+    if not any_size and w_shape[0] * x_shape[3] > w_shape[1] * dy_shape[3]:
         return None
     pad = tuple(dilation[a] * (w_shape[2 + a] - 1) - padding[a] for a in range(2))
     fits = all(pad[a] >= 0 and dy_shape[2 + a] + dilation[a] * (w_shape[2 + a] - 1)
@@ -238,6 +247,9 @@ def _conv2d_weight_grad(dy, x, weight_shape, stride, padding, dilation,
     x, dy = xp.ascontiguousarray(x), xp.ascontiguousarray(dy)
     conv = _conv(xp, x.shape, weight_shape, stride, padding, dilation, x.dtype, what)
     F = weight_shape[0]
+    if _winograd.applies(xp, x.shape, weight_shape, stride, padding, dilation, x.dtype):
+        dw = workspace.result_array(xp, weight_shape, x.dtype, conv.describe())
+        return _winograd.weight_grad3x3(dy, x, padding, dw)
     plan = _plan(conv, lambda k, r: max(conv.col_bytes(k, r),
                                         F * k * r * conv.out[1] * conv.itemsize if k > 1 else 0))
     transposed = not conv.gpu and F <= TRANSPOSED_DW_FILTERS
@@ -245,12 +257,17 @@ def _conv2d_weight_grad(dy, x, weight_shape, stride, padding, dilation,
     for chunk in plan:
         with _columns(x, conv, chunk) as col, _dy_matrix(dy, conv, chunk) as dy_mat:
             a, b = (col, dy_mat) if transposed else (dy_mat, col)
-            if acc is None:
-                acc = xp.matmul(a, b.T)                  # (CKK, F) or (F, CKK), fresh
+            if acc is None:                              # (CKK, F), or (F, CKK)
+                acc = workspace.result_array(xp, (a.shape[0], b.shape[0]), x.dtype,
+                                             conv.describe())
+                xp.matmul(a, b.T, out=acc)
             else:
                 _accumulate(acc, a, b, conv)
-    dw = acc.T if transposed else acc                                # (F, CKK)
-    return xp.ascontiguousarray(dw).reshape(weight_shape)            # (F, C, KH, KW)
+    if transposed:
+        dw = workspace.result_array(xp, (F, conv.ckk), x.dtype, conv.describe())
+        dw[...] = acc.T                                              # (F, CKK)
+        acc = dw
+    return acc.reshape(weight_shape)                                 # (F, C, KH, KW)
 
 
 # On the CPU the weight gradient of a layer with few filters is computed as
