@@ -9,11 +9,13 @@ r"""Scratch memory for the convolutions: a workspace limit and a pool of reusabl
 268435456
 >>> minifcn.set_workspace_limit(None)            # unlimited
 
-The default is :data:`DEFAULT_LIMIT`, 256 MiB: on the project's 2-core machine it made
-FCN-8s's conv1_2 at 500x500 faster (forward 420 -> 349 ms, backward 882 -> 769 ms; the
-chunks fit the cache) and the whole training step's peak memory smaller (3.07 -> 2.37 GiB,
-below PyTorch's 2.45). ``MINIFCN_WORKSPACE_LIMIT=none`` (or ``set_workspace_limit(None)``)
-turns it off.
+The default is :data:`DEFAULT_LIMIT`, 64 MiB. On the project's 2-core machine a limit of
+256 MiB first made FCN-8s's conv1_2 at 500x500 faster than no limit (forward 420 -> 349 ms,
+backward 882 -> 769 ms; the chunks fit the cache) and the training step's peak memory
+smaller (3.07 -> 2.37 GiB). Once Winograd took over the convolutions from 128 channels up
+and results were recycled, 64 MiB gave the same step time (6.0 s against 6.0-6.1 s, one
+interleaved run) with a lower peak (2.30 against 2.44 GiB). ``MINIFCN_WORKSPACE_LIMIT=none``
+(or ``set_workspace_limit(None)``) turns it off.
 
 ``conv2d`` and ``conv_transpose2d`` (forward and backward) split their GEMMs over images and,
 within an image, over output rows, so that no workspace buffer they allocate is larger than
@@ -48,7 +50,7 @@ import numpy
 from . import result_pool
 
 ENV_VARIABLE = "MINIFCN_WORKSPACE_LIMIT"
-DEFAULT_LIMIT = 256 * 2 ** 20         # the workspace limit unless the environment says
+DEFAULT_LIMIT = 64 * 2 ** 20          # the workspace limit unless the environment says
 MAX_BUFFERS = 4                       # free buffers the pool keeps at most
 DEFAULT_POOL_BYTES = 512 * 2 ** 20    # what the pool retains without a workspace limit
 _CHECK_MEMORY_ABOVE = 64 * 2 ** 20    # allocations from this size on are checked first

@@ -276,7 +276,7 @@ def test_environment_variable_is_read_at_import():
     assert _import_minifcn_with("256MiB").stdout.strip() == str(256 * 2 ** 20)
     assert _import_minifcn_with("").stdout.strip() == str(workspace.DEFAULT_LIMIT)
     assert _import_minifcn_with("none").stdout.strip() == "None"
-    assert workspace.DEFAULT_LIMIT == 256 * 2 ** 20
+    assert workspace.DEFAULT_LIMIT == 64 * 2 ** 20
     bad = _import_minifcn_with("lots")
     assert bad.returncode != 0 and "MINIFCN_WORKSPACE_LIMIT must be" in bad.stderr
     assert "Traceback" not in _import_minifcn_with("lots", "print('imported')").stderr

@@ -203,7 +203,7 @@ def _chunk_bytes(C, F, rows, TX, itemsize) -> int:
 def _within_limit(rows, C, F, TX, itemsize) -> int:
     limit = workspace.get_workspace_limit()
     while rows > 1 and limit is not None and _chunk_bytes(C, F, rows, TX, itemsize) > limit:
-        rows = max(1, rows // 2)
+        rows -= 1                                        # the most rows that fit
     return rows
 
 

@@ -24,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..backend import array_module_of, get_array_module
+from ..workspace import result_array
 from . import _checks
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -181,13 +182,14 @@ def softmax_cross_entropy_forward(logits, target, weight=None, ignore_index=255,
     index = (xp.arange(N, dtype=xp.int64)[:, None] * C + t) * S + xp.arange(S)  # (N, S)
 
     x = logits.reshape(N, C, S)                             # a view when strides allow
-    z = xp.empty((N, C, S), dtype=logits.dtype)             # C order: flat indices hold
+    z = result_array(xp, (N, C, S), logits.dtype,
+                     "softmax_cross_entropy forward")       # C order: flat indices hold
     xp.subtract(x, x.max(axis=1, keepdims=True), out=z)     # x - m <= 0
     z_t = z.reshape(-1)[index]                              # (N, S): x_t - m, no one-hot
     xp.exp(z, out=z)                                        # (N, C, S), all in [0, 1]
     sum_exp = z.sum(axis=1)                                 # (N, S), >= 1
     prob = z
-    prob /= sum_exp[:, None, :]                             # the softmax, kept for backward
+    prob *= (1 / sum_exp)[:, None, :]                       # the softmax, kept for backward
 
     w_t = valid.astype(logits.dtype) if weight is None else weight[t] * valid   # (N, S)
     pixel_loss = xp.where(valid, w_t * (xp.log(sum_exp) - z_t),
@@ -244,7 +246,8 @@ def softmax_cross_entropy_backward(dloss, cache: SoftmaxCrossEntropyCache):
     _checks.cache_of(cache, SoftmaxCrossEntropyCache, "softmax_cross_entropy_forward")
     xp = get_array_module(cache.prob)
     g = _upstream(xp, dloss, cache) * cache.scale           # (N, S)
-    dlogits = xp.empty(cache.prob.shape, cache.prob.dtype)  # (N, C, S), C order
+    dlogits = result_array(xp, cache.prob.shape, cache.prob.dtype,
+                           "softmax_cross_entropy backward")  # (N, C, S), C order
     xp.multiply(cache.prob, g[:, None, :], out=dlogits)
     dlogits.reshape(-1)[cache.index] -= g                   # - [c = t]: one entry per pixel
     return dlogits.reshape(cache.logits_shape), None, None  # (N, C, H, W)
