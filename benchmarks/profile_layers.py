@@ -217,7 +217,7 @@ def loss(logits, target, dy):
     index, valid = labels()
     m = x.max(axis=1, keepdims=True)                                # (N, 1, S)
     z = x - m
-    z_t = z.reshape(-1)[index]                                      # (N, S)
+    z_t = np.take(z.reshape(-1), index)                             # (N, S)
     e = np.exp(z)
     sum_exp = e.sum(axis=1)                                         # (N, S)
     buffer = np.empty_like(z)
@@ -233,7 +233,7 @@ def loss(logits, target, dy):
         ("fwd  labels: int64, checks, index", labels, 0),
         ("fwd  max over C", lambda: x.max(axis=1, keepdims=True), 0),
         ("fwd  x - max", lambda: np.subtract(x, m, out=buffer), 0),
-        ("fwd  gather x_t - max", lambda: z.reshape(-1)[index], 0),
+        ("fwd  gather x_t - max", lambda: np.take(z.reshape(-1), index), 0),
         ("fwd  exp", lambda: np.exp(z, out=buffer), 0),
         ("fwd  sum over C", lambda: e.sum(axis=1), 0),
         ("fwd  /= sum", lambda: np.divide(e, sum_exp[:, None, :], out=buffer), 0),

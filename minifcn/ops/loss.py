@@ -185,11 +185,11 @@ def softmax_cross_entropy_forward(logits, target, weight=None, ignore_index=255,
     z = result_array(xp, (N, C, S), logits.dtype,
                      "softmax_cross_entropy forward")       # C order: flat indices hold
     xp.subtract(x, x.max(axis=1, keepdims=True), out=z)     # x - m <= 0
-    z_t = z.reshape(-1)[index]                              # (N, S): x_t - m, no one-hot
+    z_t = xp.take(z.reshape(-1), index)                     # (N, S): x_t - m, no one-hot
     xp.exp(z, out=z)                                        # (N, C, S), all in [0, 1]
     sum_exp = z.sum(axis=1)                                 # (N, S), >= 1
     prob = z
-    prob *= (1 / sum_exp)[:, None, :]                       # the softmax, kept for backward
+    prob /= sum_exp[:, None, :]                             # the softmax, kept for backward
 
     w_t = valid.astype(logits.dtype) if weight is None else weight[t] * valid   # (N, S)
     pixel_loss = xp.where(valid, w_t * (xp.log(sum_exp) - z_t),
