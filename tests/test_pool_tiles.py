@@ -13,7 +13,7 @@ from minifcn.gradcheck import check_function
 from minifcn.ops import max_pool2d_backward, max_pool2d_forward
 from minifcn.ops import _pool_tiles
 
-from helpers import rel_error
+from helpers import count_calls, rel_error
 from reference import max_pool2d_backward_naive, max_pool2d_naive, pair
 
 C = 3
@@ -29,16 +29,7 @@ grid = pytest.mark.parametrize("kernel, ceil_mode, n, hw", CASES, ids=IDS)
 @pytest.fixture
 def calls(monkeypatch):
     """How often the tiled forward and backward ran."""
-    counts = {"forward": 0, "backward": 0}
-    for name in counts:
-        original = getattr(_pool_tiles, name)
-
-        def counting(*args, _name=name, _original=original):
-            counts[_name] += 1
-            return _original(*args)
-
-        monkeypatch.setattr(_pool_tiles, name, counting)
-    return counts
+    return count_calls(monkeypatch, _pool_tiles, ("forward", "backward"))
 
 
 def _general_loop(monkeypatch):

@@ -12,7 +12,7 @@ import pytest
 from minifcn import workspace
 from minifcn.ops import _winograd, conv2d_backward, conv2d_forward
 
-from helpers import rel_error
+from helpers import count_calls, rel_error
 
 
 @pytest.fixture
@@ -24,15 +24,7 @@ def every_channel_count(monkeypatch):
 @pytest.fixture
 def calls(monkeypatch):
     """How often the forward and the weight gradient ran by Winograd."""
-    counted = {"conv3x3": 0, "weight_grad3x3": 0}
-    for name in counted:
-        original = getattr(_winograd, name)
-
-        def counting(*args, _name=name, _original=original):
-            counted[_name] += 1
-            return _original(*args)
-        monkeypatch.setattr(_winograd, name, counting)
-    return counted
+    return count_calls(monkeypatch, _winograd, ("conv3x3", "weight_grad3x3"))
 
 
 def test_one_dimensional_identity_is_a_correlation(rng):
