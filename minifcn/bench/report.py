@@ -80,8 +80,10 @@ def section_foot(finished, rows) -> list:
         lines = ["times in ms, medians; ratio = minifcn / torch (above 1: minifcn is slower); "
                  "bwd = backward alone, on one forward's cache / graph",
                  "GF/s = minifcn's FLOPs / median (multiply-add = 2; a backward twice the "
-                 "forward's); fwd MB = bytes the forward reads and writes (inputs + output; "
-                 "crop: the kept block twice), fwd GB/s = fwd MB / fwd median",
+                 "forward's; a direct convolution's count, so effective rates where a 3x3 "
+                 "conv runs by Winograd); fwd MB = bytes the forward reads and writes "
+                 "(inputs + output; crop: the kept block twice), fwd GB/s = fwd MB / fwd "
+                 "median",
                  "IQR = the widest interquartile range of the row's timings, in % of its "
                  "median"]
     else:
@@ -89,8 +91,9 @@ def section_foot(finished, rows) -> list:
             "the most GPU memory each side's allocator held"
         lines = [f"times in s, medians; step = forward + softmax cross-entropy + backward; "
                  f"ratio = minifcn / torch; peak GB = {memory} (GiB)",
-                 f"step GF/s = 3 x the forward's FLOPs (minifcn summary) / minifcn's step "
-                 f"median; timed with the {clock_name(section.xp)}"]
+                 f"step GF/s = 3 x the forward's FLOPs (minifcn summary, direct "
+                 f"convolutions) / minifcn's step median; timed with the "
+                 f"{clock_name(section.xp)}"]
     lines.append(finished.other_load)
     if any(row.error for row in rows):
         lines.append(check_line(rows))
