@@ -90,18 +90,25 @@ class _Pool:
         self._sizes.append(size)
         return block
 
+    def _free(self) -> list:
+        """Indices of the free blocks, least recently used first."""
+        return [i for i in range(len(self._blocks)) if self._is_free(i)]
+
+    def _drop(self, drop) -> None:
+        """Forget the blocks at the indices ``drop``."""
+        keep = [i for i in range(len(self._blocks)) if i not in drop]
+        self._blocks = [self._blocks[i] for i in keep]
+        self._sizes = [self._sizes[i] for i in keep]
+
     def _drop_free_below(self, nbytes: int) -> None:
         """Before a new block: drop the free blocks too small for this request. Requests
         grow as a backward pass climbs back to the large maps, so the small blocks freed on
         the way would otherwise sit beside the new large ones at the step's peak."""
-        keep = [i for i in range(len(self._blocks))
-                if self._sizes[i] >= nbytes or not self._is_free(i)]
-        self._blocks = [self._blocks[i] for i in keep]
-        self._sizes = [self._sizes[i] for i in keep]
+        self._drop({i for i in self._free() if self._sizes[i] < nbytes})
 
     def _trim(self, limit: int) -> None:
         """Drop the least recently used free blocks until the free ones fit ``limit``."""
-        free = [i for i in range(len(self._blocks)) if self._is_free(i)]
+        free = self._free()
         excess = sum(self._sizes[i] for i in free) - limit
         drop = set()
         for i in free:
@@ -109,10 +116,7 @@ class _Pool:
                 break
             drop.add(i)
             excess -= self._sizes[i]
-        if drop:
-            keep = [i for i in range(len(self._blocks)) if i not in drop]
-            self._blocks = [self._blocks[i] for i in keep]
-            self._sizes = [self._sizes[i] for i in keep]
+        self._drop(drop)
 
     def clear(self) -> None:
         with self._lock:
@@ -121,7 +125,7 @@ class _Pool:
 
     def stats(self) -> dict:
         with self._lock:
-            free = [i for i in range(len(self._blocks)) if self._is_free(i)]
+            free = self._free()
             return {"blocks": len(self._blocks), "bytes": sum(self._sizes),
                     "free_blocks": len(free), "free_bytes": sum(self._sizes[i] for i in free),
                     "hits": self.hits, "misses": self.misses}

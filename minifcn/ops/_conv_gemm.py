@@ -162,8 +162,10 @@ def _conv2d_input_grad(dy, weight, x_shape, stride, padding, dilation,
     for stride 1 a correlation of dy instead (:func:`_input_grad_by_correlation`)."""
     xp = get_array_module(dy)
     dy = xp.ascontiguousarray(dy)
-    winograd = _winograd.applies(xp, dy.shape, (x_shape[1],) + weight.shape[:1] + weight.shape[2:],
-                                 stride, (0, 0), dilation, dy.dtype)
+    # The correlation convolves dy (F channels) by a (C, F, KH, KW) kernel with padding
+    # D(K-1) - P, at most 2 for a 3x3 kernel: (0, 0) stands in for it in Winograd's test.
+    correlation_w = (x_shape[1], weight.shape[0]) + tuple(weight.shape[2:])
+    winograd = _winograd.applies(xp, dy.shape, correlation_w, stride, (0, 0), dilation, dy.dtype)
     if _correlation_padding(dy.shape, weight.shape, x_shape, stride, padding, dilation,
                             any_size=winograd):
         return _input_grad_by_correlation(dy, weight, padding, dilation, what)
