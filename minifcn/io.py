@@ -24,7 +24,8 @@ Format-1 files (no checksums) and plain ``.npz`` files without the metadata memb
 a user converted with their own script) still load, checked by the zip CRC only.
 
 Reading never unpickles (``numpy.load(..., allow_pickle=False)``): an object array is
-refused, so a weight file cannot run code.
+refused, so a weight file cannot run code. A PyTorch file (:func:`is_torch_file`) given
+as a weight file is refused with the command that converts it (``minifcn convert``).
 
 Writing is atomic and durable (:func:`minifcn.atomic.atomic_open`, also importable from
 here): a temporary file in the target's folder, fsynced and renamed onto the target, the
@@ -159,10 +160,14 @@ def read_weights(path) -> WeightsFile:
     """Read every array and the metadata of a weight file, or raise :class:`WeightsError`.
 
     All members are read and checked here (checksums, float arrays, valid metadata), so a
-    damaged file fails before anything is done with it.
+    damaged file fails before anything is done with it. A PyTorch file is refused with the
+    command that converts it.
     """
-    arrays, metadata = read_archive(path)
     path = os.fspath(path)
+    if os.path.isfile(path) and is_torch_file(path):
+        raise WeightsError(f"{path!r} is a PyTorch file (torch.save), not minifcn's .npz; "
+                           f"convert it first: minifcn convert {path} OUT.npz")
+    arrays, metadata = read_archive(path)
     if metadata.get("kind") == "checkpoint":
         raise WeightsError(f"{path!r} is a training checkpoint, not a weight file: use the "
                            "model.npz that train writes beside it (or load_checkpoint)")
@@ -171,6 +176,21 @@ def read_weights(path) -> WeightsFile:
         raise WeightsError(f"{path!r}: weights must be float arrays, but "
                            + ", ".join(not_float[:5]) + _more(not_float, 5) + " are not")
     return WeightsFile(arrays, metadata)
+
+
+def is_torch_file(path) -> bool:
+    """Whether ``path`` was written by ``torch.save``: a zip archive holding
+    ``<name>/data.pkl``, or a bare pickle (the format before PyTorch 1.6). An .npz is a zip
+    of .npy members and never holds a pickle. Reads a few bytes and the zip's directory;
+    False for anything unreadable."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(1) == b"\x80":               # the PROTO opcode a pickle starts with
+                return True
+        with zipfile.ZipFile(path) as archive:
+            return any(name.rsplit("/", 1)[-1] == "data.pkl" for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
 
 
 def _read_member(path, loaded, name):

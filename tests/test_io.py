@@ -2,14 +2,16 @@
 that cannot be read or does not fit raises WeightsError naming it, leaving the model as it was."""
 import json
 import os
+import pickle
+import re
 
 import numpy as np
 import pytest
 
 import minifcn
 from minifcn.backend import asnumpy
-from minifcn.io import (METADATA_KEY, WeightsError, atomic_write, load_weights, read_weights,
-                        save_weights, write_weights)
+from minifcn.io import (METADATA_KEY, WeightsError, atomic_write, is_torch_file, load_weights,
+                        read_weights, save_weights, write_weights)
 from minifcn.nn import Conv2d, Module, Parameter
 
 
@@ -249,6 +251,45 @@ def test_an_unreadable_file_raises_weights_error_naming_it(saved, kind, message)
         load_weights(path, model)
     assert repr(str(path)) in str(info.value)
     _assert_unchanged(model, snapshot)
+
+
+def _torch_file(torch, tmp_path, kind):
+    """What users mistake for a weight file: torch.save's zip (``<name>/data.pkl``), its
+    legacy format (a bare pickle stream) and a plain pickle."""
+    path, state = tmp_path / f"{kind}.pth", {"stem.weight": torch.zeros(4, 3, 3, 3)}
+    if kind == "pickle":
+        path.write_bytes(pickle.dumps({"stem.weight": [0.0]}, protocol=2))
+    else:
+        torch.save(state, path, _use_new_zipfile_serialization=kind == "torch-zip")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["torch-zip", "torch-legacy", "pickle"])
+@pytest.mark.parametrize("loader", ["load_weights", "model_from_weights"])
+def test_a_pytorch_file_is_refused_with_the_command_that_converts_it(torch, tmp_path, kind,
+                                                                    loader):
+    from minifcn.inference import model_from_weights
+
+    path = _torch_file(torch, tmp_path, kind)
+    assert is_torch_file(path)
+    model = Toy(seed=1)
+    snapshot = _snapshot(model)
+    load = {"load_weights": lambda: load_weights(path, model),
+            "model_from_weights": lambda: model_from_weights(path)}[loader]
+    p = re.escape(str(path))
+    with pytest.raises(WeightsError, match=rf"^'{p}' is a PyTorch file \(torch.save\), not "
+                                           rf"minifcn's .npz; convert it first: minifcn "
+                                           rf"convert {p} OUT.npz$"):
+        load()
+    _assert_unchanged(model, snapshot)
+
+
+def test_weight_files_and_other_zips_are_not_pytorch_files(tmp_path):
+    save_weights(tmp_path / "w.npz", Toy())
+    np.savez(tmp_path / "plain.npz", a=np.zeros(2))
+    (tmp_path / "text.pth").write_text("not a pickle")
+    for name in ("w.npz", "plain.npz", "text.pth", "missing.pth"):
+        assert not is_torch_file(tmp_path / name), name
 
 
 def test_object_arrays_are_refused_and_never_unpickled(tmp_path):

@@ -68,21 +68,8 @@ def reject_torch_file(path: str, option: str, command: str) -> None:
     """A UserError with the way out where ``option`` names a PyTorch file, not an .npz."""
     import os
 
-    if os.path.isfile(path) and _is_torch_file(path):
+    from ..io import is_torch_file
+
+    if os.path.isfile(path) and is_torch_file(path):
         raise UserError(f"{command}: {option} {path} is a PyTorch file (torch.save), not "
                         f"minifcn's .npz; convert it first: minifcn convert {path} OUT.npz")
-
-
-def _is_torch_file(path: str) -> bool:
-    """A torch.save file: a zip archive holding ``<name>/data.pkl``, or a bare pickle (the
-    format before PyTorch 1.6). A .npz is a zip of .npy members and never holds a pickle."""
-    import zipfile
-
-    try:
-        with open(path, "rb") as f:
-            if f.read(1) == b"\x80":               # the PROTO opcode a pickle starts with
-                return True
-        with zipfile.ZipFile(path) as archive:
-            return any(name.rsplit("/", 1)[-1] == "data.pkl" for name in archive.namelist())
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return False
