@@ -5,7 +5,11 @@ Two key layouts are understood:
 - **the reference FCN port** (pytorch-fcn): ``conv1_1.weight`` ... ``conv5_3.bias``,
   ``fc6``, ``fc7``, ``score_fr``, the ``score_pool*`` and ``upscore*`` layers: already
   minifcn's names and shapes. The variant is told by its last upsampling layer:
-  ``upscore8`` (FCN-8s, also FCN-8s at-once), ``upscore16`` (FCN-16s), ``upscore`` (FCN-32s).
+  ``upscore8`` (FCN-8s), ``upscore16`` (FCN-16s), ``upscore`` (FCN-32s). FCN-8s at-once
+  (pytorch-fcn's ``FCN8sAtOnce``, which scales pool4 by 0.01 and pool3 by 0.0001) has
+  FCN-8s's keys and shapes: the keys cannot tell them apart, so unless the caller names
+  the architecture (``arch=``, ``minifcn convert --arch``) the file records none, only
+  ``arch_candidates``, and loading it asks for one.
 - **torchvision's VGG16**: ``features.N`` for N in 0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24,
   26, 28 are conv1_1 ... conv5_3 in order; the fully connected ``classifier.0`` and
   ``classifier.3`` become the convolutions ``fc6`` and ``fc7``, and ``classifier.6``
@@ -52,6 +56,7 @@ FCN_KEYS = {
     "fcn8s": VGG16_KEYS + _keys("score_fr", "score_pool4", "score_pool3")
     + _keys("upscore2", "upscore_pool4", "upscore8", bias=False),
 }
+FCN_KEYS["fcn8s-atonce"] = FCN_KEYS["fcn8s"]        # the same layers; only forward differs
 _FCN_MARKERS = (("upscore8.weight", "fcn8s"), ("upscore16.weight", "fcn16s"),
                 ("upscore.weight", "fcn32s"))
 _DROPPED_NOTE = "dropped classifier.6 (ImageNet's 1000-class layer; FCN learns score_fr)"
@@ -68,10 +73,10 @@ class TorchUnavailableError(ImportError):
 class Conversion(NamedTuple):
     """The result of :func:`convert_state`."""
 
-    arch: str         # "vgg16", "fcn32s", "fcn16s" or "fcn8s"
+    arch: str | None  # "vgg16", an FCN architecture, or None where the keys fit several
     layout: str       # the key layout found, in words
     arrays: dict      # minifcn name -> NumPy array
-    metadata: dict    # n_class (FCN only) and width, for the .npz metadata
+    metadata: dict    # n_class (FCN only), width and arch_candidates (arch None only)
     notes: tuple      # what was left out, in words
 
 
@@ -141,18 +146,43 @@ def fcn_state(state, arch: str) -> dict:
     return arrays
 
 
-def convert_state(state) -> Conversion:
-    """Detect the layout of ``state`` (name -> array) and convert it to minifcn's arrays."""
+def convert_state(state, arch=None) -> Conversion:
+    """Detect the layout of ``state`` (name -> array) and convert it to minifcn's arrays.
+
+    ``arch`` (one of :data:`FCN_KEYS`) names the FCN architecture where the caller knows
+    it; the keys must fit it. Without it, keys that fit several architectures (FCN-8s and
+    FCN-8s at-once) give ``Conversion.arch`` None and ``metadata["arch_candidates"]``.
+    """
+    if arch is not None and (not isinstance(arch, str) or arch not in FCN_KEYS):
+        raise ConversionError(f"arch must be one of {', '.join(FCN_KEYS)}, got {arch!r}")
     layout = detect_layout(state)
     if layout in ("torchvision", "vgg16"):
+        if arch is not None:
+            raise ConversionError(f"arch {arch!r} does not fit: these are VGG16 weights "
+                                  "(no score_fr or upscore layers), which take no arch")
         arrays = vgg16_to_fcn_state(state)
         notes = (_DROPPED_NOTE,) if "classifier.6.weight" in state else ()
         words = "torchvision VGG16" if layout == "torchvision" else "VGG16"
         return Conversion("vgg16", words, arrays, _metadata(arrays), notes)
     arrays = fcn_state(state, layout)
+    candidates = fitting_archs(arrays)
+    if arch is not None and arch not in candidates:
+        keys = set(FCN_KEYS[arch])
+        raise ConversionError(f"arch {arch!r} does not fit these weights, whose keys are "
+                              f"those of {' and '.join(candidates)}: "
+                              + "; ".join(_key_problems(arrays, keys, keys)))
     metadata = {"n_class": int(arrays["score_fr.weight"].shape[0]), **_metadata(arrays)}
-    return Conversion(layout, f"reference {layout.upper()[:3]}-{layout[3:]}", arrays,
+    if arch is None and len(candidates) > 1:
+        metadata["arch_candidates"] = list(candidates)
+    else:
+        arch = arch or layout
+    return Conversion(arch, f"reference {layout.upper()[:3]}-{layout[3:]}", arrays,
                       metadata, ())
+
+
+def fitting_archs(state) -> tuple:
+    """The FCN architectures whose state-dict keys are exactly those of ``state``."""
+    return tuple(arch for arch, keys in FCN_KEYS.items() if set(keys) == set(state))
 
 
 def _as_convolutions(arrays: dict) -> dict:
@@ -197,12 +227,16 @@ def _check_trunk(arrays: dict) -> None:
 
 
 def _require_keys(state, required: set, known: set, what: str) -> None:
+    problems = _key_problems(state, required, known)
+    if problems:
+        raise ConversionError(f"not a {what} state dict: " + "; ".join(problems))
+
+
+def _key_problems(state, required: set, known: set) -> list:
     missing = sorted(required - set(state))
     unexpected = [k for k in state if k not in known]
-    if missing or unexpected:
-        parts = ([f"missing {_few(missing)}"] if missing else []) + (
-            [f"unexpected {_few(unexpected)}"] if unexpected else [])
-        raise ConversionError(f"not a {what} state dict: " + "; ".join(parts))
+    return ([f"missing {_few(missing)}"] if missing else []) + (
+        [f"unexpected {_few(unexpected)}"] if unexpected else [])
 
 
 def _metadata(arrays: dict) -> dict:
@@ -246,10 +280,12 @@ def read_torch_state(src) -> dict:
     return {key: _to_numpy(torch, key, value, src) for key, value in state.items()}
 
 
-def convert_file(src, dst) -> Conversion:
-    """Convert the PyTorch file ``src`` into the minifcn .npz ``dst`` (written atomically)."""
-    conversion = convert_state(read_torch_state(src))
-    write_weights(dst, conversion.arrays, arch=conversion.arch, **conversion.metadata,
+def convert_file(src, dst, arch=None) -> Conversion:
+    """Convert the PyTorch file ``src`` into the minifcn .npz ``dst`` (written atomically);
+    ``arch`` as in :func:`convert_state`. A file whose arch is None records none."""
+    conversion = convert_state(read_torch_state(src), arch)
+    recorded = {} if conversion.arch is None else {"arch": conversion.arch}
+    write_weights(dst, conversion.arrays, **recorded, **conversion.metadata,
                   source=os.path.basename(os.fspath(src)))
     return conversion
 

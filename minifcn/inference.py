@@ -95,8 +95,10 @@ def model_from_weights(path, arch=None, n_class=None, width=None, device: str = 
     Raises
     ------
     WeightsError
-        A missing or damaged file, metadata lacking and not supplied (the message names
-        the arguments to pass), an unknown architecture, or weights that do not fit it.
+        A missing or damaged file, a PyTorch file (convert it first), metadata lacking and
+        not supplied (the message names the arguments to pass), among them the architecture
+        of a converted file whose keys fit several (``arch_candidates``: FCN-8s and FCN-8s
+        at-once), an unknown architecture, or weights that do not fit it.
     """
     from .models import ARCHITECTURES
 
@@ -104,6 +106,8 @@ def model_from_weights(path, arch=None, n_class=None, width=None, device: str = 
     arrays, metadata = read_weights(path)
     given = {"arch": arch, "n_class": n_class, "width": width}
     spec = {k: v if v is not None else metadata.get(k) for k, v in given.items()}
+    if spec["arch"] is None and metadata.get("arch_candidates"):
+        raise WeightsError(_ambiguous(path, metadata["arch_candidates"]))
     missing = [k for k, v in spec.items() if v is None]
     if missing:
         raise WeightsError(f"{path!r} does not record its {', '.join(missing)}; pass "
@@ -231,6 +235,14 @@ def _placement(model):
     if not params:
         return "cpu", np.dtype(np.float32)
     return device_of(params[0].data), params[0].data.dtype
+
+
+def _ambiguous(path, candidates) -> str:
+    names = [str(c) for c in candidates]
+    return (f"{path!r} records no architecture: its weights fit {' and '.join(names)} "
+            "(the same keys; the networks differ); pass "
+            + " or ".join(f"arch={c!r}" for c in names) + " (command line: "
+            + " or ".join(f"--arch {c}" for c in names) + ")")
 
 
 def _dtype(dtype, metadata):

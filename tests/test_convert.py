@@ -62,11 +62,11 @@ def fcn_torch_state(torch, arch, n_class=N_CLASS):
     return state
 
 
-def convert(tmp_path, capsys, obj, torch):
+def convert(tmp_path, capsys, obj, torch, *options):
     """Save ``obj`` with torch.save, run ``minifcn convert`` in-process; (status, out, err)."""
     src, dst = tmp_path / "src.pth", tmp_path / "dst.npz"
     torch.save(obj, src)
-    status = cli.main(["convert", str(src), str(dst)])
+    status = cli.main(["convert", str(src), str(dst), *options])
     out, err = capsys.readouterr()
     return status, out, err
 
@@ -140,8 +140,10 @@ def test_convert_command_writes_a_vgg16_file(torch, tmp_path, capsys):
 
 @pytest.mark.parametrize("arch", ["fcn32s", "fcn16s", "fcn8s"])
 def test_reference_fcn_state_dicts_convert_unchanged(torch, tmp_path, capsys, arch):
+    """FCN-8s keys are also FCN-8s at-once's: they take --arch (tests/test_convert_arch.py)."""
     state = fcn_torch_state(torch, arch)
-    status, out, err = convert(tmp_path, capsys, state, torch)
+    options = ("--arch", arch) if arch == "fcn8s" else ()
+    status, out, err = convert(tmp_path, capsys, state, torch, *options)
     assert status == 0 and err == ""
     assert f"(reference FCN-{arch[3:]} layout)" in out
     assert f": {arch}, n_class {N_CLASS}, width 0.03125, {len(state)} arrays\n" in out
@@ -168,8 +170,12 @@ def test_convert_as_a_user_runs_it(torch, tmp_path):
     torch.save(fcn_torch_state(torch, "fcn8s"), tmp_path / "fcn8s.pth")
     status, out, err = run_cli("convert", str(tmp_path / "fcn8s.pth"), str(tmp_path / "f.npz"))
     assert status == 0 and err == ""
-    assert out == (f"converted {tmp_path / 'fcn8s.pth'} (reference FCN-8s layout) to "
-                   f"{tmp_path / 'f.npz'}: fcn8s, n_class 5, width 0.03125, 39 arrays\n")
+    first, second = out.splitlines()
+    assert first == (f"converted {tmp_path / 'fcn8s.pth'} (reference FCN-8s layout) to "
+                     f"{tmp_path / 'f.npz'}: no arch recorded (the keys fit fcn8s and "
+                     "fcn8s-atonce), n_class 5, width 0.03125, 39 arrays")
+    assert second.startswith("to choose the architecture, convert again with --arch fcn8s "
+                             "or --arch fcn8s-atonce (pytorch-fcn's FCN8sAtOnce is")
 
 
 # --- Errors: exit status 2, one line --------------------------------------------------------

@@ -1,10 +1,13 @@
-"""``minifcn convert SRC.pth DST.npz``: PyTorch FCN or VGG16 weights to minifcn's .npz."""
+"""``minifcn convert SRC.pth DST.npz [--arch A]``: PyTorch FCN or VGG16 weights to minifcn's
+.npz."""
 from __future__ import annotations
 
 from .common import UserError, require_file
 
 
 def add(commands):
+    from ..models import ARCHITECTURES
+
     p = commands.add_parser(
         "convert", help="convert PyTorch weights (.pth) to minifcn's .npz",
         description="Convert a PyTorch state dict of the reference FCN models (pytorch-fcn: "
@@ -13,6 +16,11 @@ def add(commands):
                     "weight file. Needs torch; the file is read with weights_only=True.")
     p.add_argument("src", metavar="SRC.pth", help="a file written by torch.save")
     p.add_argument("dst", metavar="DST.npz", help="the weight file to write (replaced atomically)")
+    p.add_argument("--arch", choices=tuple(ARCHITECTURES),
+                   help="the FCN architecture to record (its keys must fit). Needed where "
+                        "the keys fit several: pytorch-fcn's FCN8s and FCN8sAtOnce have the "
+                        "same keys; without --arch such a file records none, and loading it "
+                        "asks for one")
     p.set_defaults(run=run)
 
 
@@ -32,13 +40,26 @@ def run(args) -> int:
         raise UserError(f"convert: cannot write {dst}: it is a folder (name the file to "
                         "write)")
     try:
-        result = convert_file(src, dst)
+        result = convert_file(src, dst, arch=args.arch)
     except (ConversionError, TorchUnavailableError) as err:
         raise UserError(f"convert: {err}") from None
     except OSError as err:
         raise UserError(f"convert: cannot write {dst}: {err.strerror or err}") from None
+    _report(result, src, dst)
+    return 0
+
+
+def _report(result, src, dst) -> None:
+    """One line on what was written; a second where no architecture could be recorded."""
     n_class = f", n_class {result.metadata['n_class']}" if "n_class" in result.metadata else ""
     notes = "".join(f"; {note}" for note in result.notes)
-    print(f"converted {src} ({result.layout} layout) to {dst}: {result.arch}"
+    candidates = result.metadata.get("arch_candidates")
+    arch = result.arch or f"no arch recorded (the keys fit {' and '.join(candidates)})"
+    print(f"converted {src} ({result.layout} layout) to {dst}: {arch}"
           f"{n_class}, width {result.metadata['width']:g}, {len(result.arrays)} arrays{notes}")
-    return 0
+    if result.arch is None:
+        where = (" (pytorch-fcn's FCN8sAtOnce is fcn8s-atonce, its FCN8s fcn8s)"
+                 if "fcn8s-atonce" in candidates else "")
+        print("to choose the architecture, convert again with "
+              + " or ".join(f"--arch {c}" for c in candidates) + where
+              + ", or pass --arch to predict and evaluate (arch=... to model_from_weights)")
