@@ -3,6 +3,8 @@ r"""Figures drawn with Pillow alone: training curves from the log, and segmentat
 >>> training_curves(read_log("run/log.csv"), "run/curves.png", target=0.8)   # doctest: +SKIP
 >>> segmentation_panels(image, label, palette=ShapesDataset.palette,          # doctest: +SKIP
 ...                     class_names=ShapesDataset.class_names, path="panels.png")
+>>> overlay_with_legend(image, label, palette=VOC_PALETTE,                     # doctest: +SKIP
+...                     class_names=VOC_CLASSES).save("overlay.png")
 
 Pillow only (no matplotlib): ``PIL.ImageDraw`` and Pillow's scalable built-in font; ticks
 at :math:`\{1, 2, 5\} \times 10^k`. The layouts are public (:func:`curves_layout`,
@@ -14,6 +16,7 @@ from __future__ import annotations
 import csv
 import functools
 import math
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -27,6 +30,7 @@ LOSS_COLOUR, IOU_COLOUR = (31, 119, 180), (214, 39, 40)
 MASK_PALETTE = np.array([[0, 0, 0], [255, 255, 255]], np.uint8)   # outside, inside the mask
 CURVES_SIZE = (1000, 420)
 MARGIN, CAPTION, GAP, SWATCH = 12, 30, 12, 16
+LEGEND_ROW, LEGEND_ENTRIES = 24, 12    # a legend row's height; most classes one overlay lists
 
 
 class Box(NamedTuple):
@@ -216,9 +220,10 @@ def segmentation_panels(image, label, *, palette, class_names, highlight=None, t
         panels.insert(0, ("ground truth", colorize(truth, palette)))
     scale, boxes = panel_boxes(image.shape, len(panels))
     present = np.unique(label) if truth is None else np.union1d(label, truth)
+    entries = [(_name(names, int(c)), palette[int(c)]) for c in present]
     width = boxes[-1].right + MARGIN
-    legend = _legend_places(present, names, width)
-    height = boxes[0].bottom + 10 + (legend[-1][1] + 1) * 24 + MARGIN
+    legend = _legend_places(entries, width)
+    height = boxes[0].bottom + 10 + (legend[-1][1] + 1) * LEGEND_ROW + MARGIN
     figure, font = Image.new("RGB", (width, height), PAPER), _font(18)
     draw = ImageDraw.Draw(figure)
     for (caption, picture), box in zip(panels, boxes):
@@ -226,12 +231,7 @@ def segmentation_panels(image, label, *, palette, class_names, highlight=None, t
         figure.paste(Image.fromarray(big), box[:2])
         draw.text(((box.left + box.right) / 2, box.top - 8), caption, font=font, fill=INK,
                   anchor="md")
-    for (left, row, c) in legend:
-        top = boxes[0].bottom + 10 + row * 24
-        draw.rectangle([left, top, left + SWATCH, top + SWATCH],
-                       fill=tuple(int(v) for v in palette[c]), outline=GREY)
-        draw.text((left + SWATCH + 6, top + SWATCH / 2), _name(names, c), font=_font(15),
-                  fill=INK, anchor="lm")
+    _draw_legend(draw, legend, boxes[0].bottom + 10)
     if path is not None:
         _save(figure, path)
     return figure
@@ -280,16 +280,60 @@ def _highlight(highlight, label, n_class) -> int:
     return int(highlight)
 
 
-def _legend_places(classes, names, width) -> list:
-    """``[(left, row, class), ...]``: swatch and name of each class, wrapped to ``width``."""
+def overlay_with_legend(image, label, *, palette, class_names, alpha=0.5,
+                        max_entries=LEGEND_ENTRIES):
+    """:func:`minifcn.inference.overlay` with a legend strip below: a swatch and the name of
+    each class in ``label``, largest share first, at most ``max_entries`` of them (then
+    "+N more"), wrapped to the image's width (widened where one entry is wider). Returns
+    the RGB PIL image; ``palette`` and ``class_names`` as for :func:`segmentation_panels`.
+    """
+    if isinstance(max_entries, bool) or not isinstance(max_entries, numbers.Integral) \
+            or max_entries < 1:
+        raise ValueError(f"max_entries must be an integer >= 1, got {max_entries!r}")
+    image, label, _, palette, names = _check_maps(image, label, None, palette, class_names)
+    picture = Image.fromarray(overlay(image, label, palette, alpha))
+    counts = np.bincount(label.ravel(), minlength=len(names))             # (K,)
+    present = sorted(np.flatnonzero(counts), key=lambda k: (-counts[k], k))
+    entries = [(names[c], palette[c]) for c in present[:max_entries]]
+    if len(present) > max_entries:
+        entries.append((f"+{len(present) - max_entries} more", None))
+    width = max([picture.width] + [_extent(text) + 2 * MARGIN for text, _ in entries])
+    places = _legend_places(entries, width)
+    rows = places[-1][1] + 1                                  # a label has a class at least
+    figure = Image.new("RGB", (width, picture.height + 10 + rows * LEGEND_ROW + 4), PAPER)
+    figure.paste(picture, (0, 0))
+    _draw_legend(ImageDraw.Draw(figure), places, picture.height + 10)
+    return figure
+
+
+def _legend_places(entries, width) -> list:
+    """``[(left, row, text, colour), ...]``: where each ``(text, colour)`` entry goes,
+    wrapped to ``width``."""
     places, left, row = [], MARGIN, 0
-    for c in (int(c) for c in classes):
-        extent = SWATCH + 6 + math.ceil(_font(15).getlength(_name(names, c))) + 18
+    for text, colour in entries:
+        extent = _extent(text)
         if left > MARGIN and left + extent > width - MARGIN:
             left, row = MARGIN, row + 1
-        places.append((left, row, c))
+        places.append((left, row, text, colour))
         left += extent
     return places
+
+
+def _extent(text) -> int:
+    """The width of one legend entry: swatch, gap, name and the space after it."""
+    return SWATCH + 6 + math.ceil(_font(15).getlength(text)) + 18
+
+
+def _draw_legend(draw, places, top) -> None:
+    """Swatches (outlined in grey) and names at ``places``, rows from ``top`` down; an
+    entry without a colour is its text alone."""
+    for left, row, text, colour in places:
+        y = top + row * LEGEND_ROW
+        if colour is not None:
+            draw.rectangle([left, y, left + SWATCH, y + SWATCH],
+                           fill=tuple(int(v) for v in colour), outline=GREY)
+        draw.text((left + SWATCH + 6 if colour is not None else left, y + SWATCH / 2),
+                  text, font=_font(15), fill=INK, anchor="lm")
 
 
 # --- small helpers ----------------------------------------------------------------------

@@ -8,7 +8,7 @@ from PIL import Image
 
 from minifcn import cli
 from minifcn.backend import asnumpy
-from minifcn.data import VOC_PALETTE, VOCSegmentation, normalize, read_label
+from minifcn.data import VOC_PALETTE, VOCSegmentation, normalize, read_image, read_label
 from minifcn.data.shapes import CLASS_NAMES as SHAPES
 from minifcn.data.shapes import write_voc
 from minifcn.io import WeightsError, save_weights, write_weights
@@ -256,7 +256,12 @@ def test_cli_predict_writes_labels_and_overlay(weights, tmp_path):
             expected = predict(model_from_weights(weights), path)
             np.testing.assert_array_equal(np.asarray(labels), expected)
         with Image.open(out / f"{stem}_overlay.png") as blended:
-            assert blended.mode == "RGB" and blended.size == (w, h)
+            assert blended.mode == "RGB"
+            picture = np.asarray(blended)
+        assert picture.shape[0] >= h + 24 and picture.shape[1] >= w   # a legend below
+        np.testing.assert_array_equal(picture[:h, :w], overlay(read_image(path), expected))
+        for c in np.unique(expected):                      # each class found has its swatch
+            assert np.all(picture[h:] == VOC_PALETTE[c], axis=-1).sum() >= 15 * 15, SHAPES[c]
         assert f"{path} -> {out / stem}_labels.png, {out / stem}_overlay.png" in stdout
     shares = [line for line in stdout.splitlines() if line.startswith("  ")]
     assert shares and all(line.split()[0] in SHAPES and line.endswith("%") for line in shares)

@@ -8,8 +8,8 @@ from PIL import Image
 
 from minifcn.data.shapes import CLASS_NAMES, PALETTE
 from minifcn.plot import (CURVES_SIZE, IOU_COLOUR, LOSS_COLOUR, curves_layout, linear_axis,
-                          log_axis, panel_boxes, read_log, segmentation_panels,
-                          training_curves)
+                          log_axis, overlay_with_legend, panel_boxes, read_log,
+                          segmentation_panels, training_curves)
 from minifcn.inference import overlay
 from minifcn.train import LOG_FIELDS
 
@@ -143,6 +143,52 @@ def test_panels_bad_arguments(change, match):
     kwargs.update(change)
     with pytest.raises(ValueError, match=match):
         segmentation_panels(kwargs.pop("image"), kwargs.pop("label"), **kwargs)
+
+
+# --- overlay with a legend -----------------------------------------------------------------
+
+def _swatches(figure, top, palette) -> list:
+    """How many pixels below row ``top`` have each palette colour exactly."""
+    legend = np.asarray(figure)[top:]
+    return [int(np.all(legend == colour, axis=-1).sum()) for colour in palette]
+
+
+def test_overlay_legend_lists_the_classes_present_below_the_overlay(rng):
+    image, label = _image(rng), _label()
+    figure = overlay_with_legend(image, label, palette=PALETTE, class_names=CLASS_NAMES)
+    width, height = figure.size
+    assert figure.mode == "RGB" and height >= SIZE[0] + 24 and width >= SIZE[1]
+    np.testing.assert_array_equal(np.asarray(figure)[:SIZE[0], :SIZE[1]],
+                                  overlay(image, label, PALETTE))
+    counts = _swatches(figure, SIZE[0], PALETTE)
+    assert all(n >= 15 * 15 for n in counts[:3]), counts       # background, disc, rectangle
+    assert counts[3] == 0                                       # no triangle: no swatch
+
+
+def test_overlay_legend_orders_by_share_and_caps_its_length():
+    label = np.zeros((40, 60), np.uint8)
+    label[:, :10], label[:, 10:40] = 1, 3                      # shares: 3, 0, 1
+    figure = overlay_with_legend(np.zeros((40, 60, 3), np.uint8), label, palette=PALETTE,
+                                 class_names=CLASS_NAMES, max_entries=2)
+    legend = np.asarray(figure)[40:]
+    where = [np.argwhere(np.all(legend == PALETTE[c], axis=-1)) for c in (3, 0, 1)]
+    assert len(where[0]) and len(where[1]) and not len(where[2])    # class 1 left out
+    assert tuple(where[0][0]) < tuple(where[1][0])       # largest share first (row, column)
+    full = overlay_with_legend(np.zeros((40, 60, 3), np.uint8), label, palette=PALETTE,
+                               class_names=CLASS_NAMES)
+    assert _swatches(full, 40, PALETTE)[1] > 0
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(max_entries=0), "max_entries must be an integer >= 1, got 0"),
+    (dict(class_names=CLASS_NAMES[:2]), "label holds class 2 but class_names has only 2"),
+    (dict(label=np.zeros((20, 29), np.uint8)), r"label must be \(H, W\) = \(20, 30\)"),
+], ids=["max-entries", "past-names", "label-shape"])
+def test_overlay_legend_bad_arguments(change, match):
+    kwargs = dict(image=_image(), label=_label(), palette=PALETTE, class_names=CLASS_NAMES)
+    kwargs.update(change)
+    with pytest.raises(ValueError, match=match):
+        overlay_with_legend(kwargs.pop("image"), kwargs.pop("label"), **kwargs)
 
 
 # --- training curves ---------------------------------------------------------------------

@@ -96,13 +96,14 @@ def _predict_one(model, path, prefix, preprocess, names):
 
     from ..data import VOC_PALETTE, read_image
     from ..io import atomic_open
-    from ..inference import class_shares, overlay, predict
+    from ..inference import class_shares, predict
+    from ..plot import overlay_with_legend
 
     image = read_image(path)
     label = predict(model, image, preprocess)                     # (H, W) uint8
     label_png = Image.frombytes("P", label.shape[::-1], label.tobytes())
     label_png.putpalette(VOC_PALETTE.ravel().tolist())
-    blended = Image.fromarray(overlay(image, label, VOC_PALETTE))
+    blended = overlay_with_legend(image, label, palette=VOC_PALETTE, class_names=names)
     files = (prefix + "_labels.png", prefix + "_overlay.png")
     for file, picture in zip(files, (label_png, blended)):
         with atomic_open(file) as f:
