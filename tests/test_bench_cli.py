@@ -168,15 +168,17 @@ def test_plot_writes_a_png(capsys, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["nope"], "argument GROUP: invalid choice: 'nope'"),
     (["--size", "0x5"], "height and width must be positive"),
-    (["--size", "big"], "expected HxW such as 500x500, got 'big'"),
+    (["--size", "big"], "expected HxW such as 500x300, or N for NxN, got 'big'"),
+    (["--device", "cuda:x"], "argument --device: device must be 'cpu', 'cuda', 'cuda:N' or "
+                             "'both', got 'cuda:x'"),
     (["--layers", "conv9_1"], "invalid choice: 'conv9_1'"),
     (["--repeat", "0"], "--repeat must be at least 1, got 0"),
     (["--width", "0"], "width"),
     (["fcn", "--layers", "pool1"], "--layers chooses ops; it has no effect on 'fcn'"),
     (["ops", "--arch", "fcn8s"], "--arch chooses networks"),
     (["--json", "/no/such/folder/run.json"], "--json: no such folder: /no/such/folder"),
-], ids=["unknown-group", "zero-size", "bad-size", "unknown-op", "zero-repeat", "zero-width",
-        "layers-with-fcn", "arch-with-ops", "json-folder"])
+], ids=["unknown-group", "zero-size", "bad-size", "bad-device", "unknown-op", "zero-repeat",
+        "zero-width", "layers-with-fcn", "arch-with-ops", "json-folder"])
 def test_user_errors_exit_2_with_one_line(capsys, args, message):
     status, out, err = bench(capsys, *args)
     assert status == 2 and out == ""
@@ -193,7 +195,7 @@ def test_plot_without_matplotlib_is_a_user_error(capsys, monkeypatch, tmp_path):
 
 
 @pytest.mark.skipif(cupy_available(), reason="a GPU is usable here")
-@pytest.mark.parametrize("device", ["cuda", "both"])
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "both"])
 def test_cuda_without_cupy_is_a_user_error_with_the_install_hint(capsys, device):
     status, out, err = bench(capsys, *TINY, "--device", device)
     assert status == 2 and out == "" and len(err.strip().splitlines()) == 1

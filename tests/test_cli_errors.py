@@ -170,7 +170,7 @@ ROWS = [
     row("convert-into-a-folder", "convert {model.pth} {folder}",
         r"convert: cannot write .*folder: it is a folder"),
     # summary
-    row("summary-zero-width", "summary fcn8s --input 64x64 --width 0",
+    row("summary-zero-width", "summary --arch fcn8s --size 64 --width 0",
         r"summary: width must be a number in \(0, 1\], got 0"),
     # predict: the image
     row("predict-missing-image", "predict {missing} --weights {weights.npz}",
@@ -200,14 +200,14 @@ ROWS = [
     row("predict-out-is-a-file", "predict {image.png} --weights {weights.npz} --out {a_file}",
         r"predict: --out is a file, not a folder: "),
     row("predict-unknown-device", "predict {image.png} --weights {weights.npz} --device tpu",
-        r"predict: device must be 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
+        r"argument --device: device must be 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
     row("predict-cuda-without-cupy", "predict {image.png} --weights {weights.npz} "
         "--device cuda", r'predict: .*CuPy is not installed.*pip install "minifcn\[gpu\]"',
         marks=NO_GPU),
     row("predict-workspace-too-small", "predict {image.png} --weights {weights.npz} "
         "--out {out}", r"workspace limit .*MINIFCN_WORKSPACE_LIMIT",
         env={"MINIFCN_WORKSPACE_LIMIT": "1KiB"}),
-    row("workspace-variable-not-a-size", "summary fcn8s --input 64x64",
+    row("workspace-variable-not-a-size", "summary --arch fcn8s --size 64",
         r"MINIFCN_WORKSPACE_LIMIT must be a number of bytes .* got 'lots'",
         env={"MINIFCN_WORKSPACE_LIMIT": "lots"}),
     # evaluate
@@ -272,7 +272,7 @@ sys.exit(cli.main(sys.argv[1:]))
 @pytest.mark.parametrize("target, argv", [
     ("minifcn.inference.model_from_weights", "predict {image.png} --weights {weights.npz}"),
     ("minifcn.gradcheck.registry.build_case", "gradcheck relu"),
-    ("minifcn.summary.format_summary", "summary fcn8s --input 64x64"),
+    ("minifcn.summary.format_summary", "summary --arch fcn8s --size 64"),
 ], ids=["predict-loading-weights", "gradcheck-building-the-case", "summary-formatting"])
 def test_an_internal_error_is_a_traceback_and_exit_1(launcher, target, argv):
     status, _, err = launcher.result(*_command({"target": target, "argv": argv}))

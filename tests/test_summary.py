@@ -236,7 +236,7 @@ def run_cli(*args):
 
 
 def test_cli_prints_the_fcn8s_table_at_500():
-    status, out, err = run_cli("summary", "fcn8s", "--input", "500x500")
+    status, out, err = run_cli("summary", "--arch", "fcn8s", "--size", "500")
     assert status == 0, err
     assert out.startswith("fcn8s, width 1, n_class 21, input 1x3x500x500 (500x500), float32")
     assert "total: 134,489,759 parameters" in out
@@ -244,7 +244,7 @@ def test_cli_prints_the_fcn8s_table_at_500():
 
 
 def test_cli_options_reach_the_summary(capsys):
-    assert cli.main(["summary", "fcn32s", "--input", "64x48", "--width", "0.0625",
+    assert cli.main(["summary", "--arch", "fcn32s", "--size", "64x48", "--width", "0.0625",
                      "--n-class", "3", "--batch", "2", "--dtype", "float64"]) == 0
     out = capsys.readouterr().out
     expected = totals(summarize_arch("fcn32s", (64, 48), batch=2, width=0.0625, n_class=3))
@@ -254,21 +254,22 @@ def test_cli_options_reach_the_summary(capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--input", "500"], "argument --input: expected HxW such as 500x500, got '500'"),
-    (["--input", "0x5"], "height and width must be positive, got '0x5'"),
-    (["--input", "5x5", "--width", "2"], "width must be a number in (0, 1], got 2.0"),
-    (["--input", "5x5", "--batch", "0"], "batch must be positive"),
-    (["--input", "5x5", "--n-class", "0"], "n_class must be positive"),
-    ([], "the following arguments are required: --input"),
-], ids=["one-number", "zero-height", "wide", "zero-batch", "zero-classes", "no-input"])
+    (["--size", "500x"], "argument --size/--input: expected HxW such as 500x300, or N for "
+                         "NxN, got '500x'"),
+    (["--size", "0x5"], "height and width must be positive, got '0x5'"),
+    (["--size", "5x5", "--width", "2"], "width must be a number in (0, 1], got 2.0"),
+    (["--size", "5x5", "--batch", "0"], "batch must be positive"),
+    (["--size", "5x5", "--n-class", "0"], "n_class must be positive"),
+    ([], "the following arguments are required: --size/--input"),
+], ids=["no-width", "zero-height", "wide", "zero-batch", "zero-classes", "no-size"])
 def test_cli_user_errors_exit_2_with_one_line(capsys, args, message):
-    assert cli.main(["summary", "fcn8s", *args]) == 2
+    assert cli.main(["summary", "--arch", "fcn8s", *args]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and message in err
 
 
 def test_cli_unknown_architecture_exits_2():
-    status, out, err = run_cli("summary", "fcn4s", "--input", "500x500")
+    status, out, err = run_cli("summary", "--arch", "fcn4s", "--size", "500x500")
     assert status == 2 and out == "" and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert "invalid choice: 'fcn4s' (choose from 'fcn32s', 'fcn16s', 'fcn8s'" in err

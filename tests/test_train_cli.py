@@ -88,7 +88,7 @@ def test_trained_weights_feed_predict_and_evaluate(shapes_dir, tmp_path):
     (["--resume", "no_such.npz"], "--resume file not found: no_such.npz"),
     (["--device", "tpu"], "device must be 'cpu', 'cuda' or 'cuda:N'"),
     (["--split", "nope"], "nope.txt"),
-    (["--crop", "40"], "expected HxW such as 500x500, got '40'"),
+    (["--crop", "40x"], "expected HxW such as 500x300, or N for NxN, got '40x'"),
     (["--width", "2"], "width"),
     (["--batch-size", "64"], "batch_size must be at most the data set's size (8)"),
 ])
@@ -112,7 +112,7 @@ def test_train_resume_from_another_architecture_is_a_user_error(shapes_dir, tmp_
     assert cli.main(["train", "--data-dir", shapes_dir, *SHAPES, *TINY, "--iters", "1",
                      "--val-split", "none", "--out", out]) == 0
     status = cli.main(["train", "--data-dir", shapes_dir, *SHAPES, *TINY, "--iters", "2",
-                       "--model", "fcn32s", "--out", out, "--resume", f"{out}/last.npz"])
+                       "--arch", "fcn32s", "--out", out, "--resume", f"{out}/last.npz"])
     err = capsys.readouterr().err
     assert status == 2 and "does not fit" in err, err
 

@@ -7,10 +7,10 @@ import os
 import sys
 import time
 
-from .common import UserError, check_device, height_width
+from .common import UserError, add_device_argument, check_device, height_width
 
 GROUPS = {"ops": ("ops",), "fcn": ("fcn",), "all": ("ops", "fcn")}
-DEVICES = {"cpu": ("cpu",), "cuda": ("cuda",), "both": ("cpu", "cuda")}
+DEVICES = {"cpu": ("cpu",), "both": ("cpu", "cuda")}      # and "cuda", "cuda:N": ("cuda",)
 DEFAULT_REPEAT = {"ops": 5, "fcn": 3}
 
 
@@ -26,16 +26,17 @@ def add(commands):
                     "'fcn': whole networks, forward and a training step (forward + loss + "
                     "backward), each side in its own process for its peak memory. Torch "
                     "columns appear where torch is installed. CUDA work is timed with CUDA "
-                    "events.")
+                    "events; --device both times the CPU, then the GPU.")
     p.add_argument("group", nargs="?", default="ops", choices=tuple(GROUPS), metavar="GROUP",
                    help="ops (default), fcn or all")
-    p.add_argument("--device", choices=tuple(DEVICES), default="cpu",
-                   help="cpu (NumPy; default), cuda (CuPy) or both")
+    add_device_argument(p, extra=("both",))
     p.add_argument("--size", type=height_width, default=(500, 500), metavar="HxW",
-                   help="input image (default 500x500); 64x64 for a quick look")
+                   help="input image, HxW or N for NxN (default 500x500); 64 for a quick "
+                        "look")
     p.add_argument("--width", type=float, default=1.0,
                    help="channel width in (0, 1] (default 1: the paper's network)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="default float32")
     p.add_argument("--layers", nargs="+", choices=OPS + ("all",), metavar="OP",
                    help="ops to time (default: " + " ".join(DEFAULT_OPS) + "; 'all' adds "
                         "the repeated VGG shapes)")
@@ -61,17 +62,19 @@ def run(args) -> int:
 
     plan = _plan(args)
     if "cuda" in plan.devices:
-        check_device("cuda", "bench")
+        check_device("cuda" if args.device == "both" else args.device, "bench")
     _check_outputs(args)
-    try:
-        sections = prepare(plan)
-    except (ValueError, RuntimeError) as err:
-        raise UserError(f"bench: {err}") from None
-    started, clock = datetime.datetime.now().isoformat(timespec="seconds"), time.perf_counter()
-    rows = _measure_and_print(sections, plan, progress=not args.no_progress)
-    if args.json:
-        with _writing("--json", args.json):
-            _write_json(args, plan, sections, rows, started, time.perf_counter() - clock)
+    with _on_gpu(args.device, torch=plan.torch):       # the JSON records the GPU's name
+        try:
+            sections = prepare(plan)
+        except (ValueError, RuntimeError) as err:
+            raise UserError(f"bench: {err}") from None
+        started = datetime.datetime.now().isoformat(timespec="seconds")
+        clock = time.perf_counter()
+        rows = _measure_and_print(sections, plan, progress=not args.no_progress)
+        if args.json:
+            with _writing("--json", args.json):
+                _write_json(args, plan, sections, rows, started, time.perf_counter() - clock)
     if args.plot:
         from ..bench.chart import draw_chart
 
@@ -83,6 +86,50 @@ def run(args) -> int:
         if path:
             print(f"wrote {path}")
     return 0
+
+
+@contextlib.contextmanager
+def _on_gpu(device: str, torch: bool):
+    """For "cuda:N", GPU N as the GPU the runner's "cuda" means: the current device of CuPy
+    (and of torch, for its columns) here, and the only GPU the child processes that time
+    whole networks see (CUDA_VISIBLE_DEVICES). Nothing changes for other devices."""
+    from ..backend import import_cupy, parse_device
+
+    index = None if device == "both" else parse_device(device)[1]
+    if index is None:
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(import_cupy().cuda.Device(index))
+        if torch:
+            stack.enter_context(_torch_gpu(index))
+        stack.enter_context(_children_see_gpu(index))
+        yield
+
+
+def _torch_gpu(index: int):
+    """torch's current GPU set to ``index`` while in the block, where torch has CUDA."""
+    try:
+        import torch
+    except ImportError:
+        return contextlib.nullcontext()
+    return torch.cuda.device(index) if torch.cuda.is_available() else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _children_see_gpu(index: int):
+    """Child processes started in the block see GPU ``index`` of this one, as their cuda:0
+    (entered last: torch, once imported, reads the variable for its device count)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = (visible.split(",")[index].strip() if visible
+                                          else str(index))
+    try:
+        yield
+    finally:
+        if visible is None:
+            del os.environ["CUDA_VISIBLE_DEVICES"]
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = visible
 
 
 def _measure_and_print(sections, plan, progress: bool) -> list:
@@ -127,7 +174,7 @@ def _plan(args):
         raise UserError(f"bench: --min-time must be a finite number >= 0 seconds, got "
                         f"{args.min_time:g}")
     layers = args.layers or DEFAULT_OPS
-    return Plan(groups=groups, devices=DEVICES[args.device], size=args.size,
+    return Plan(groups=groups, devices=DEVICES.get(args.device, ("cuda",)), size=args.size,
                 width=args.width, dtype=args.dtype,
                 ops=OPS if "all" in layers else tuple(dict.fromkeys(layers)),
                 archs=tuple(dict.fromkeys(args.arch or ("fcn8s",))),

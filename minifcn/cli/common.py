@@ -14,15 +14,44 @@ class Parser(argparse.ArgumentParser):
 
 
 def height_width(text: str) -> tuple:
-    """'500x500' -> (500, 500); argparse reports the TypeError as a usage error."""
+    """'500x300' -> (500, 300), '500' -> (500, 500); argparse reports the error as a usage
+    error naming the option."""
     try:
-        height, width = (int(v) for v in text.lower().split("x"))
+        sizes = [int(v) for v in text.lower().split("x")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 500x500, got {text!r}") \
-            from None
+        sizes = []
+    if len(sizes) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected HxW such as 500x300, or N for NxN, "
+                                         f"got {text!r}")
+    height, width = sizes if len(sizes) == 2 else sizes * 2
     if min(height, width) < 1:
         raise argparse.ArgumentTypeError(f"height and width must be positive, got {text!r}")
     return height, width
+
+
+def add_device_argument(parser, extra=()) -> None:
+    """Declare ``--device`` as every command does: "cpu" (the default), "cuda" or "cuda:N",
+    or one of the command's own ``extra`` words (bench's "both"). Parsing checks the
+    spelling; :func:`check_device`, where the command starts its work, checks that CuPy and
+    the GPU are there."""
+    extra = tuple(extra)
+    words = ", ".join(f"'{word}'" for word in ("cpu", "cuda", "cuda:N") + extra)
+    expected = " or ".join(words.rsplit(", ", 1))
+
+    def device(text: str) -> str:
+        from ..backend import parse_device
+
+        if text not in extra:
+            try:
+                parse_device(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"device must be {expected}, got {text!r}") \
+                    from None
+        return text
+
+    parser.add_argument("--device", default="cpu", type=device, metavar="DEVICE",
+                        help="cpu (NumPy; default), cuda or cuda:N (CuPy, on GPU N)"
+                             + "".join(f", or {word}" for word in extra))
 
 
 def check_device(device: str, command: str) -> None:

@@ -1,7 +1,7 @@
 """``minifcn demo``: train a narrow FCN-8s on generated shapes, score it, draw the results."""
 from __future__ import annotations
 
-from .common import UserError, check_device, check_out_folder
+from .common import UserError, add_device_argument, check_device, check_out_folder
 
 
 def add(commands):
@@ -17,7 +17,7 @@ def add(commands):
                     "2 CPU cores.")
     p.add_argument("--out", default="minifcn-demo", metavar="DIR",
                    help="output folder (default ./minifcn-demo)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    add_device_argument(p)
     p.add_argument("--iters", type=int, default=RECIPE["iters"],
                    help=f"training iterations (default {RECIPE['iters']})")
     p.add_argument("--test-images", type=int, default=RECIPE["n_test"], metavar="N",

@@ -1,8 +1,8 @@
 """``minifcn predict IMAGE... --weights W`` and ``minifcn evaluate --weights W --data-dir D``."""
 from __future__ import annotations
 
-from .common import (UserError, check_device, check_out_folder, reject_torch_file,
-                     require_file)
+from .common import (UserError, add_device_argument, check_device, check_out_folder,
+                     reject_torch_file, require_file)
 
 
 def _add_model_options(p):
@@ -11,7 +11,7 @@ def _add_model_options(p):
 
     p.add_argument("--weights", required=True, metavar="W.npz",
                    help="a weight file written by minifcn (train, convert, save_weights)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    add_device_argument(p)
     p.add_argument("--preprocess", choices=("reference", "imagenet"),
                    help="the normalisation the model was trained with (default: the one "
                         "the weight file records, else reference)")

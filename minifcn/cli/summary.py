@@ -1,4 +1,4 @@
-"""``minifcn summary ARCH --input HxW``: an FCN's layers, shapes, FLOPs and offsets."""
+"""``minifcn summary --arch ARCH --size HxW``: an FCN's layers, shapes, FLOPs and offsets."""
 from __future__ import annotations
 
 import numpy as np
@@ -16,10 +16,13 @@ def add(commands):
                     "input size, with the crop offsets the coordinate maps give and the "
                     "totals. Computed from the layers' size formulas, without running the "
                     "network or allocating its weights.")
-    p.add_argument("arch", metavar="ARCH", choices=tuple(ARCHITECTURES),
+    p.add_argument("positional_arch", nargs="?", metavar="ARCH", choices=tuple(ARCHITECTURES),
+                   help="the same as --arch")
+    p.add_argument("--arch", choices=tuple(ARCHITECTURES), metavar="ARCH",
                    help=", ".join(ARCHITECTURES))
-    p.add_argument("--input", required=True, type=height_width, metavar="HxW",
-                   help="image size, e.g. 500x500")
+    p.add_argument("--size", "--input", dest="size", required=True, type=height_width,
+                   metavar="HxW", help="image size, HxW or N for NxN, e.g. 500x500 (--input "
+                                       "is an alias)")
     p.add_argument("--width", type=float, default=1.0, help="channel width in (0, 1] "
                    "(default 1: the paper's network)")
     p.add_argument("--n-class", type=int, default=21, metavar="K", help="default 21")
@@ -32,13 +35,28 @@ def add(commands):
 def run(args) -> int:
     from ..summary import format_summary, summarize_arch
 
+    arch = _arch(args)
     try:
-        rows = summarize_arch(args.arch, args.input, batch=args.batch, width=args.width,
+        rows = summarize_arch(arch, args.size, batch=args.batch, width=args.width,
                               n_class=args.n_class, dtype=np.dtype(args.dtype))
     except ValueError as err:
         raise UserError(f"summary: {err}") from None
-    (height, width), shape = args.input, rows[0].shape
-    print(format_summary(rows, title=f"{args.arch}, width {args.width:g}, n_class "
+    (height, width), shape = args.size, rows[0].shape
+    print(format_summary(rows, title=f"{arch}, width {args.width:g}, n_class "
                                      f"{args.n_class}, input {'x'.join(map(str, shape))} "
                                      f"({height}x{width}), {args.dtype}"))
     return 0
+
+
+def _arch(args) -> str:
+    """The architecture, from --arch or the positional ARCH (the same one where both are
+    given); a UserError where neither is or they differ."""
+    from ..models import ARCHITECTURES
+
+    given = {name for name in (args.arch, args.positional_arch) if name is not None}
+    if not given:
+        raise UserError(f"summary: --arch is required: one of {', '.join(ARCHITECTURES)}")
+    if len(given) > 1:
+        raise UserError(f"summary: --arch {args.arch} and ARCH {args.positional_arch} "
+                        f"name different networks; give one")
+    return given.pop()

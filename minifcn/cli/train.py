@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 
-from .common import (UserError, check_device, check_out_folder, height_width,
-                     reject_torch_file, require_file)
+from .common import (UserError, add_device_argument, check_device, check_out_folder,
+                     height_width, reject_torch_file, require_file)
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("poly", "step", "constant")
@@ -34,14 +34,16 @@ def add(commands):
                         "model.npz for predict")
     p.add_argument("--out", default="minifcn-train", metavar="DIR",
                    help="output folder (default ./minifcn-train)")
-    p.add_argument("--model", choices=tuple(ARCHITECTURES), default="fcn8s",
-                   help="default fcn8s")
+    p.add_argument("--arch", "--model", dest="arch", choices=tuple(ARCHITECTURES),
+                   default="fcn8s", metavar="ARCH",
+                   help=", ".join(ARCHITECTURES) + " (default fcn8s; --model is a deprecated "
+                        "alias of --arch, accepted for one release)")
     p.add_argument("--width", type=float, default=1.0,
                    help="channel width in (0, 1] (default 1: the paper's network)")
     p.add_argument("--init", metavar="VGG16.npz",
                    help="start trunk and fc6/fc7 from VGG16 weights converted with "
                         "'minifcn convert' (sets the width); default: from scratch (Kaiming)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    add_device_argument(p)
     p.add_argument("--iters", type=int, default=1000, help="iterations in all (default 1000)")
     p.add_argument("--batch-size", type=int, default=1, help="default 1")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="default adam")
@@ -56,8 +58,8 @@ def add(commands):
                    help="linear learning-rate warm-up over the first N iterations (default 0)")
     p.add_argument("--dropout", type=float, default=0.5, help="drop6/drop7 rate (default 0.5)")
     p.add_argument("--crop", type=height_width, metavar="HxW",
-                   help="random crop of each training image (after a random rescale by "
-                        "--scale); default: whole images")
+                   help="random crop of each training image, HxW or N for NxN (after a "
+                        "random rescale by --scale); default: whole images")
     p.add_argument("--scale", type=float, nargs=2, default=(1.0, 1.0), metavar=("LOW", "HIGH"),
                    help="random rescale range for training (default 1 1: none)")
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
@@ -97,7 +99,7 @@ def run(args) -> int:
         val_set = (None if args.val_split == "none"
                    else VOCSegmentation(args.data_dir, args.val_split, **classes))
         setup = TrainingSetup.build(
-            train_set, val_set, model=args.model, width=args.width, init=args.init,
+            train_set, val_set, model=args.arch, width=args.width, init=args.init,
             device=args.device, batch_size=args.batch_size, optimizer=args.optimizer,
             lr=args.lr if args.lr is not None else DEFAULT_LR[args.optimizer],
             momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
@@ -117,7 +119,7 @@ def run(args) -> int:
     except OSError as err:
         raise UserError(f"train: cannot write into {args.out}: {err.strerror or err}") \
             from None
-    print(f"trained {args.model} for {result.iteration} iterations; last loss "
+    print(f"trained {args.arch} for {result.iteration} iterations; last loss "
           f"{result.loss:.4f}")
     if result.iteration < args.iters:
         print(f"stopped after {result.iteration} of {args.iters} iterations; continue with "
