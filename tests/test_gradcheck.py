@@ -321,7 +321,7 @@ def test_raise_on_failure(rng):
     bad = planted(PLANTS["weight-transposed"][0])
     with pytest.raises(GradcheckError, match="FAILED: weight") as info:
         check_function(conv2d_forward, bad, inputs, raise_on_failure=True)
-    assert "max abs err" in str(info.value) and "\nweight " in str(info.value)
+    assert "err/tol" in str(info.value) and "\nweight " in str(info.value)
     with pytest.raises(GradcheckError, match="FAILED: gain"):
         check_module(Scale(3, factor=1.01), rng.standard_normal((1, 3, 2, 2)),
                      raise_on_failure=True)
@@ -428,6 +428,31 @@ def test_failed_count_tells_one_bad_element_from_a_wrong_formula(rng):
                                 [x]).tensor("x")
     assert (single.n_failed, single.worst_index) == (1, (2, 3))
     assert everywhere.n_failed == 20
+
+
+def test_the_row_is_the_element_furthest_past_its_tolerance_not_the_largest_error():
+    # y = w * x: the gradient is w. Element 0 (gradient 1000) is off by 5e-3, within its
+    # tolerance 1e-7 + 1e-5 * 1000 = 1e-2; element 1 (gradient 1) is off by only 1e-4, ten
+    # times its tolerance 1e-7 + 1e-5. The largest error is at 0, the worst element is 1.
+    w = np.array([1000.0, 1.0, 3.0])
+
+    def off_backward(dy, cache):
+        return w * dy + np.array([5e-3, 1e-4, 0.0])
+
+    report = check_function(lambda x: (w * x, None), off_backward, [np.ones(3)],
+                            grad_output=np.ones(3))
+    x = report.tensor("x")
+    assert (x.worst_index, x.n_failed) == ((1,), 1)
+    assert x.max_abs_error == pytest.approx(5e-3, abs=1e-6)     # elsewhere: not on the row
+    assert (x.analytic, x.numerical) == (pytest.approx(1.0001), pytest.approx(1.0))
+    assert x.abs_error == pytest.approx(1e-4, rel=1e-4)
+    assert x.tolerance_ratio == pytest.approx(1e-4 / (1e-7 + 1e-5), rel=1e-4)
+    text = str(report)
+    assert "worst at: the element furthest past its tolerance" in text
+    row = next(line for line in text.splitlines() if line.startswith("x "))
+    assert row.split()[4:10] == ["(1,)", "1.000100e+00", "1.000000e+00", "1.00e-04", "9.9",
+                                 "FAIL"]
+    assert "5.00e-03" not in text
 
 
 def test_scalar_output_and_empty_input_are_handled(rng):

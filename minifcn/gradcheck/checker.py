@@ -3,7 +3,7 @@
 ``check_function(forward, backward, inputs)`` checks a functional pair;
 ``check_module(module, *inputs)`` checks a ``Module``'s input gradient and the gradient of
 every parameter that requires one. Both return a :class:`GradcheckReport` whose table names
-the tensor, the worst element and the two values there.
+each tensor's worst element (the one furthest past its tolerance) and the values there.
 
 Beyond the element-wise comparison the checker tests what every correct backward obeys:
 it is linear in ``dy`` (``backward(2 dy) == 2 backward(dy)``, ``backward(0) == 0``), it
@@ -69,7 +69,7 @@ def check_function(forward, backward, inputs, *, grad_output=None, eps=1e-6, ato
             raise ValueError(f"wrt index {i} must point at a float array input, got {what}")
     run = _Run(forward, backward, inputs, names, list(wrt), eps, atol, rtol, seed)
     report = run.check(grad_output, mode, max_elements, title or _title(forward))
-    report.settings.update(dtype=run.dtype_name(), mode=mode)
+    report.settings.update(dtype=run.dtype_name(), mode=mode, seed=seed)
     return report.raise_if_failed() if raise_on_failure else report
 
 
@@ -215,7 +215,11 @@ class _Run:
     def verdict(self, name, x, numerical, analytic, index):
         error = np.abs(analytic - numerical)
         allowed = self.atol + self.rtol * np.abs(numerical)
-        worst = int(np.argmax(error / allowed))
+        # the worst element is the one furthest past its tolerance (NaN counts as worst);
+        # 0/0 (atol=0 at a zero gradient, matched exactly) is no excess at all
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(error == 0, 0.0, error / allowed)
+        worst = int(np.argmax(ratio))
         scale = np.maximum(np.abs(analytic), np.abs(numerical))
         significant = scale > self.atol
         rel = float(np.max(error[significant] / scale[significant])) if significant.any() else 0.0
@@ -224,7 +228,8 @@ class _Run:
                                                                                   x.shape))
         return TensorResult(name, tuple(x.shape), n_failed == 0, len(numerical), int(x.size),
                             float(error.max()), rel, where, float(analytic[worst]),
-                            float(numerical[worst]), n_failed=n_failed)
+                            float(numerical[worst]), n_failed=n_failed,
+                            tolerance_ratio=float(ratio[worst]))
 
 
 def _copy_if_array(a):

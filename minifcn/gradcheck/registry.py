@@ -14,6 +14,7 @@ offers the union of all entries' options as ``--name`` flags (``output_padding``
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 from ..backend import get_array_module
@@ -51,6 +52,45 @@ def all_options() -> dict:
     for op in _REGISTRY.values():
         merged.update(op.options)
     return merged
+
+
+# What each option is, for ``minifcn gradcheck --help`` (which adds the ops that take it).
+DESCRIPTIONS = {
+    "kernel": "kernel size K, a square KxK window",
+    "stride": "step between windows, max_pool2d's default the kernel size",
+    "padding": "rows and columns of padding on each side",
+    "dilation": "spacing between kernel taps",
+    "output_padding": "extra rows and columns on the output's bottom and right",
+    "size": "output height and width",
+    "scale_factor": "output size over input size, 2 where neither it nor --size is given",
+    "align_corners": "a flag: corner pixels' centres align",
+    "reduction": "how the pixel losses combine: mean, sum or none",
+    "weighted": "a flag: random class weights",
+    "p": "probability that dropout zeroes an element",
+    "offset": "rows and columns cut from the top and the left",
+    "ceil_mode": "a flag: round the output size up, keeping a partial last window",
+}
+
+
+def option_help(option: str) -> str:
+    """One line for ``--help``: what the option is and which ops take it."""
+    takers = [name for name in registered() if option in _REGISTRY[name].options]
+    return f"{DESCRIPTIONS.get(option, option)}; for {', '.join(takers)}"
+
+
+def options_table() -> list[str]:
+    """One line per op: the options it takes, each with its default in brackets."""
+    width = max(map(len, _REGISTRY))
+    return [f"{name.ljust(width)}  " + (" ".join(
+        f"--{option.replace('_', '-')} [{_default(_REGISTRY[name].build, option)}]"
+        for option in _REGISTRY[name].options) or "(no options)") for name in registered()]
+
+
+def _default(build, option) -> str:
+    value = inspect.signature(build).parameters[option].default
+    if value is None or isinstance(value, bool):
+        return {None: "none", False: "off", True: "on"}[value]
+    return str(value)
 
 
 def registered() -> list[str]:

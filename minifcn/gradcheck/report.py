@@ -13,10 +13,13 @@ class TensorResult:
     """The comparison of one gradient (of an input or a parameter) with finite differences.
 
     An element passes when ``|analytic - numerical| <= atol + rtol * |numerical|``;
-    ``n_failed`` of the ``n_checked`` elements did not. ``worst_index`` is the element whose
-    error used the largest share of its tolerance; ``analytic`` and ``numerical`` are the two
-    values there (in directional mode: the two directional derivatives, and ``worst_index``
-    is None). ``max_abs_error`` and ``max_rel_error`` are maxima over all checked elements.
+    ``n_failed`` of the ``n_checked`` elements did not. The *worst* element is the one
+    furthest past its tolerance: the largest ``tolerance_ratio``, ``|analytic - numerical| /
+    (atol + rtol * |numerical|)`` (above 1 fails). ``worst_index`` is where it is;
+    ``analytic``, ``numerical``, ``abs_error`` and ``tolerance_ratio`` are its values (in
+    directional mode: of the two directional derivatives, and ``worst_index`` is None). The
+    report's table prints these, all at the one worst element. ``max_abs_error`` and
+    ``max_rel_error`` are maxima over all checked elements, often at other elements.
     ``message`` says why a gradient could not be compared at all (None, wrong shape, ...).
     """
     name: str
@@ -31,6 +34,12 @@ class TensorResult:
     numerical: float = float("nan")
     message: str = ""
     n_failed: int = 0
+    tolerance_ratio: float = float("nan")
+
+    @property
+    def abs_error(self) -> float:
+        """``|analytic - numerical|`` at the worst element."""
+        return abs(self.analytic - self.numerical)
 
 
 @dataclass
@@ -46,7 +55,8 @@ class GradcheckReport:
     """Result of :func:`check_function` or :func:`check_module`.
 
     ``passed`` is True when every tensor and every property passed. ``str(report)`` is a
-    table naming each tensor, its worst element and the two values there.
+    table with one row per tensor, every number on a row taken at that tensor's worst
+    element: the one furthest past its tolerance (see :class:`TensorResult`).
     """
     title: str
     settings: dict
@@ -78,15 +88,23 @@ class GradcheckReport:
         verdict = "passed" if self.passed else "FAILED: " + ", ".join(self.failures())
         options = ", ".join(f"{k}={v}" for k, v in self.settings.items())
         lines = [f"gradcheck {self.title}: {verdict}", f"  ({options})", ""]
-        lines += _table(["tensor", "shape", "checked", "failed", "max abs err", "max rel err",
-                         "worst at", "analytic", "numerical", "result"],
+        lines += _table(["tensor", "shape", "checked", "failed", "worst at", "analytic",
+                         "numerical", "abs err", "err/tol", "result"],
                         [_tensor_row(t) for t in self.tensors])
+        lines += LEGEND
         if self.properties:
             lines.append("")
             lines += _table(["property", "result", "detail"],
                             [[p.name, "ok" if p.passed else "FAIL", p.detail]
                              for p in self.properties])
         return "\n".join(lines)
+
+
+# What a row means, printed under the tensor table.
+LEGEND = ("  worst at: the element furthest past its tolerance, the largest "
+          "err/tol = |analytic - numerical| / (atol + rtol*|numerical|)",
+          "  analytic, numerical, abs err, err/tol: the values at that element; "
+          "err/tol > 1 fails")
 
 
 def _tensor_row(t: TensorResult) -> list[str]:
@@ -98,8 +116,8 @@ def _tensor_row(t: TensorResult) -> list[str]:
     checked = (f"{t.n_checked} dir" if t.worst_index is None
                else f"{t.n_checked}/{t.n_elements}")
     worst = "direction" if t.worst_index is None else str(t.worst_index)
-    return [t.name, str(t.shape), checked, str(t.n_failed), f"{t.max_abs_error:.2e}",
-            f"{t.max_rel_error:.2e}", worst, f"{t.analytic:.6e}", f"{t.numerical:.6e}", result]
+    return [t.name, str(t.shape), checked, str(t.n_failed), worst, f"{t.analytic:.6e}",
+            f"{t.numerical:.6e}", f"{t.abs_error:.2e}", f"{t.tolerance_ratio:.3g}", result]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
