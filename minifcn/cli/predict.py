@@ -16,7 +16,9 @@ def _add_model_options(p):
                    help="the normalisation the model was trained with (default: the one "
                         "the weight file records, else reference)")
     p.add_argument("--arch", choices=tuple(ARCHITECTURES),
-                   help="only for a weight file without minifcn metadata")
+                   help="for a weight file that records no architecture: one without "
+                        "minifcn metadata, or converted FCN-8s weights (which fit fcn8s "
+                        "and fcn8s-atonce alike)")
     p.add_argument("--n-class", type=int, metavar="K",
                    help="only for a weight file without minifcn metadata")
     p.add_argument("--width", type=float, help="only for a weight file without metadata")
