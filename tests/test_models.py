@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pytest
 
+from minifcn import result_pool, workspace
 from minifcn.backend import asnumpy
 from minifcn.gradcheck import check_module
 from minifcn.models import ARCHITECTURES, FCN8s, FCN8sAtOnce, FCN16s, FCN32s, vgg
@@ -87,10 +88,15 @@ def small_nets():
     return {cls.arch: small(cls) for cls in VARIANTS}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def paper_fcn8s():
-    """FCN-8s at width 1 for PASCAL VOC's 21 classes: 134M parameters, built once."""
-    return FCN8s(n_class=21, rng=0)
+    """FCN-8s at width 1 for PASCAL VOC's 21 classes: 134M parameters (0.5 GiB in float32,
+    as much again in gradients), built for each test. The recycled memory of earlier tests
+    is given back first (the last test's model was alive at its own teardown, so its
+    gradients' blocks reached the pool only afterwards): the peak stays that of one test."""
+    result_pool.clear()
+    workspace.clear()
+    yield FCN8s(n_class=21, rng=0)
 
 
 # --- Output shapes ---------------------------------------------------------------------------
@@ -318,10 +324,10 @@ def test_training_mode_gradcheck_with_fixed_dropout_masks(rng):
 
 # --- Parity with the PyTorch reimplementation (tests/torch_fcn.py) -------------------------
 
-def _minifcn_step(model, x, target):
-    """logits, mean cross-entropy (void 255 ignored), dx and {name: .grad}."""
+def _minifcn_step(model, logits, target):
+    """After ``logits = model(x)``: the mean cross-entropy (void 255 ignored), dx and
+    {name: .grad}."""
     model.zero_grad()
-    logits = model(x)
     loss, cache = softmax_cross_entropy_forward(logits, target, ignore_index=255)
     dlogits, _, _ = softmax_cross_entropy_backward(1.0, cache)
     dx = model.backward(dlogits)
@@ -358,9 +364,11 @@ def assert_matches_torch(torch, model, x, target, tol, torch_dtype=None,
     from decisions import decisions, imposing
     torch_dtype = np.dtype(torch_dtype or x.dtype)
     net = torch_fcn.twin(model, torch_dtype)
-    got = _minifcn_step(model, x, target)
+    logits = model(x)                           # minifcn's decisions, before torch's step
     with (imposing(*decisions(model)) if same_decisions else contextlib.nullcontext()) as d:
         want = _torch_step(torch, net, x.astype(torch_dtype), target)
+    del net                                     # its parameters (1 GiB at width 1 in float64)
+    got = _minifcn_step(model, logits, target)
     for what, a, b in zip(("logits", "loss", "dx"), got[:3], want[:3]):
         assert a.dtype == x.dtype, what
         assert rel_error(a, b) < tol, f"{what}: rel error {rel_error(a, b):.2e}"
