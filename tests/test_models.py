@@ -257,6 +257,7 @@ def _paper_parameter_count(n_class):
     return count
 
 
+@pytest.mark.slow
 def test_width_1_is_the_papers_network(paper_fcn8s):
     model = paper_fcn8s
     assert model.conv1_1.weight.shape == (64, 3, 3, 3)
@@ -302,6 +303,7 @@ def test_whole_network_directional_gradcheck(rng, cls, learn_upsampling):
     assert any(n.startswith("upscore") for n in learned) == learn_upsampling
 
 
+@pytest.mark.slow
 @variants
 def test_whole_network_sampled_elements_gradcheck(rng, cls):
     model, x = _checkable(cls, rng, learn_upsampling=True)

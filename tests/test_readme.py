@@ -13,7 +13,10 @@ def test_the_readme_has_snippets():
     assert len(RUNNABLE) >= 3
 
 
-@pytest.mark.parametrize("code", RUNNABLE, ids=[f"block{i}" for i in range(len(RUNNABLE))])
+@pytest.mark.parametrize("code", [
+    pytest.param(code, id=f"block{i}",
+                 marks=[pytest.mark.slow] if "TrainingSetup" in code else [])   # it trains
+    for i, code in enumerate(RUNNABLE)])
 def test_readme_snippet_runs(code, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)                  # snippets may write files
     exec(compile(code, str(README), "exec"), {"__name__": "readme"})

@@ -117,6 +117,7 @@ def test_train_resume_from_another_architecture_is_a_user_error(shapes_dir, tmp_
     assert status == 2 and "does not fit" in err, err
 
 
+@pytest.mark.slow
 def test_demo_writes_what_it_promises(tmp_path):
     status, printed, err = run_cli("demo", "--iters", "2", "--test-images", "3",
                                    "--no-progress", "--out", "demo", cwd=tmp_path)
