@@ -96,8 +96,7 @@ def test_a_misspelt_device_names_the_option_and_what_it_takes(capsys, paths, com
 
 
 def test_every_device_option_has_the_same_help():
-    helps = {command: _option(command, "--device").help for command in DEVICE_COMMANDS
-             if command != "gradcheck"}           # gradcheck declares its own (for now)
+    helps = {command: _option(command, "--device").help for command in DEVICE_COMMANDS}
     assert helps.pop("bench") == helps["train"] + ", or both"
     assert len(set(helps.values())) == 1, helps
 
