@@ -165,8 +165,7 @@ def read_weights(path) -> WeightsFile:
     """
     path = os.fspath(path)
     if os.path.isfile(path) and is_torch_file(path):
-        raise WeightsError(f"{path!r} is a PyTorch file (torch.save), not minifcn's .npz; "
-                           f"convert it first: minifcn convert {path} OUT.npz")
+        raise WeightsError(f"{path!r} is {torch_file_advice(path)}")
     arrays, metadata = read_archive(path)
     if metadata.get("kind") == "checkpoint":
         raise WeightsError(f"{path!r} is a training checkpoint, not a weight file: use the "
@@ -176,6 +175,12 @@ def read_weights(path) -> WeightsFile:
         raise WeightsError(f"{path!r}: weights must be float arrays, but "
                            + ", ".join(not_float[:5]) + _more(not_float, 5) + " are not")
     return WeightsFile(arrays, metadata)
+
+
+def torch_file_advice(path) -> str:
+    """What to say of a PyTorch file given as a weight file, after "PATH is": the way out."""
+    return (f"a PyTorch file (torch.save), not minifcn's .npz; convert it first: "
+            f"minifcn convert {os.fspath(path)} OUT.npz")
 
 
 def is_torch_file(path) -> bool:

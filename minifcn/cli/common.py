@@ -97,8 +97,7 @@ def reject_torch_file(path: str, option: str, command: str) -> None:
     """A UserError with the way out where ``option`` names a PyTorch file, not an .npz."""
     import os
 
-    from ..io import is_torch_file
+    from ..io import is_torch_file, torch_file_advice
 
     if os.path.isfile(path) and is_torch_file(path):
-        raise UserError(f"{command}: {option} {path} is a PyTorch file (torch.save), not "
-                        f"minifcn's .npz; convert it first: minifcn convert {path} OUT.npz")
+        raise UserError(f"{command}: {option} {path} is {torch_file_advice(path)}")
