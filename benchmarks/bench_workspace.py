@@ -5,7 +5,7 @@
 
 Three settings are timed on the same inputs, interleaved call by call so that a change in
 the machine's load hits all three alike: ``no pool`` (every scratch buffer fresh, as before
-the pool: ``minifcn.workspace.enabled(False)``), ``pool`` (the default), and ``pool+limit``
+the pool: ``minifcn.memory.pooling(scratch=False)``), ``pool`` (the default), and ``pool+limit``
 (a workspace limit of a quarter of the layer's im2col buffer, so the GEMMs run in
 ``--chunks`` chunks of output rows). Figures are medians in ms of forward, backward (from
 one cached forward) and forward+backward; ratios are against ``pool``. The pool may keep
@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minifcn import workspace
+from minifcn import memory
 from minifcn.ops import conv2d_backward, conv2d_forward
 
 SETTINGS = ("no pool", "pool", "pool+limit")
@@ -66,8 +66,8 @@ def parse_args(argv=None):
 def setting(name: str, limit: int):
     """A context manager for one of SETTINGS."""
     if name == "no pool":
-        return workspace.enabled(False)
-    return workspace.limited(limit if name == "pool+limit" else None)
+        return memory.pooling(scratch=False)
+    return memory.limited(limit if name == "pool+limit" else None)
 
 
 def time_layer(layer, args) -> dict:
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     # Switching the limit on and off would trim the pool (it keeps 3x the limit) and make
     # "pool" miss after every "pool+limit" call: a fixed pool limit keeps each steady state.
-    workspace.set_pool_limit("1GiB")
+    memory.set_scratch_pool_limit("1GiB")
     print(f"# conv2d CPU, batch 1, {args.dtype}, {args.repeat} interleaved calls per figure "
           f"(median, and min in brackets), ms; limit = im2col bytes / {args.chunks}")
     print(f"{'layer':11} {'part':4} " + " ".join(f"{s:>16}" for s in SETTINGS)

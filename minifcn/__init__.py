@@ -7,11 +7,11 @@ wrapped in thin stateful modules (``minifcn.nn``) and checked against finite dif
 """
 __version__ = "0.1.0"
 
-from . import backend, gradcheck, nn, ops, workspace  # noqa: E402
-from .workspace import (WorkspaceLimitError, get_workspace_limit,  # noqa: E402
+from . import backend, gradcheck, memory, nn, ops  # noqa: E402
+from .memory import (WorkspaceLimitError, get_workspace_limit,  # noqa: E402
                         set_workspace_limit)
 
-__all__ = ["backend", "gradcheck", "nn", "ops", "predict", "workspace",
+__all__ = ["backend", "gradcheck", "nn", "ops", "predict", "memory",
            "set_workspace_limit", "get_workspace_limit", "WorkspaceLimitError", "__version__"]
 
 

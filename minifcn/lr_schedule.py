@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ops._checks import positive_int
+from ._validate import positive_int
 
 
 def _nonnegative(name: str, value) -> float:

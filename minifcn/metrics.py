@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .backend import array_module_of, asnumpy
-from .ops import _checks
+from . import _validate as _checks
 
 
 class SegmentationMetrics(NamedTuple):

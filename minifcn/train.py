@@ -58,7 +58,7 @@ from .data.transforms import collate, normalize
 from .metrics import ConfusionMatrix, SegmentationMetrics
 from .io import WeightsError, read_archive, write_archive
 from .nn.activation import Dropout
-from .ops._checks import positive_int
+from ._validate import positive_int
 from .ops.loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 
 IGNORE_INDEX = 255

@@ -18,7 +18,7 @@ import types
 import numpy as np
 import pytest
 
-from minifcn import backend, metrics, nn, ops, optim, workspace
+from minifcn import backend, memory, metrics, nn, ops, optim
 from minifcn.backend import device_of, to_device
 from minifcn.models import FCN8s
 
@@ -179,10 +179,10 @@ def refusing_allocator(monkeypatch):
                 raise MemoryError(f"Unable to allocate {nbytes} bytes")
             return _real(shape, dtype, *args, **kwargs)
         monkeypatch.setattr(np, name, allocate)
-    workspace.clear()
-    with workspace.limited(None):
+    memory.clear()
+    with memory.limited(None):
         yield Refusal
-    workspace.clear()
+    memory.clear()
 
 
 MEMORY_CASES = [
@@ -206,11 +206,11 @@ MEMORY_CASES = [
 
 @pytest.mark.parametrize("call, match", MEMORY_CASES)
 def test_a_refused_allocation_names_the_op_sizes_and_limit(refusing_allocator, call, match):
-    with pytest.raises(workspace.WorkspaceMemoryError, match=match) as caught:
+    with pytest.raises(memory.WorkspaceMemoryError, match=match) as caught:
         call()
     message = str(caught.value)
     assert isinstance(caught.value, MemoryError)
-    assert "set_workspace_limit" in message and workspace.ENV_VARIABLE in message
+    assert "set_workspace_limit" in message and memory.ENV_VARIABLE in message
 
 
 def test_a_refused_input_gradient_names_the_backward(refusing_allocator):
@@ -218,7 +218,7 @@ def test_a_refused_input_gradient_names_the_backward(refusing_allocator):
     refusing_allocator.above = 1 << 30
     y, cache = ops.conv2d_forward(x, w, padding=1)
     refusing_allocator.above = 150 * 1024                         # y would fit, dx does not
-    with pytest.raises(workspace.WorkspaceMemoryError,
+    with pytest.raises(memory.WorkspaceMemoryError,
                        match=r"conv2d backward \(dx\) .*for its result \(1, 3, 128, 128\) "
                              r"float32.*use a smaller batch or image"):
         ops.conv2d_backward(np.ones_like(y), cache)
@@ -227,9 +227,9 @@ def test_a_refused_input_gradient_names_the_backward(refusing_allocator):
 def test_a_result_larger_than_the_available_memory_is_refused_before_allocating(monkeypatch):
     """Where overcommit would let the allocation through and the kernel kill the process
     later, the size is compared with MemAvailable first."""
-    monkeypatch.setattr(workspace, "_available_memory", lambda: 1 << 20)
-    monkeypatch.setattr(workspace, "_CHECK_MEMORY_ABOVE", 0)
-    with pytest.raises(workspace.WorkspaceMemoryError,
+    monkeypatch.setattr(memory, "_available_memory", lambda: 1 << 20)
+    monkeypatch.setattr(memory, "_CHECK_MEMORY_ABOVE", 0)
+    with pytest.raises(memory.WorkspaceMemoryError,
                        match=r"conv2d forward .*needs 1.25 MiB for its result "
                              r"\(1, 80, 64, 64\) float32, but only 1.00 MiB of memory is "
                              r"available; .*MINIFCN_WORKSPACE_LIMIT"):
@@ -243,7 +243,7 @@ def test_the_advised_limit_lets_the_scratch_through(refusing_allocator):
     refusing_allocator.above = 1 << 30
     expected, _ = ops.conv2d_forward(x, w, padding=1)
     refusing_allocator.above = 1 << 20
-    workspace.clear()
-    with workspace.limited("512KiB"):
+    memory.clear()
+    with memory.limited("512KiB"):
         y, _ = ops.conv2d_forward(x, w, padding=1)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)

@@ -251,7 +251,7 @@ def test_stride_1_input_gradient_as_a_correlation_equals_col2im(xp, rng, monkeyp
 def test_weight_gradient_products_agree(rng, monkeypatch, limit):
     """dW as dY @ col^T (F above TRANSPOSED_DW_FILTERS) and as (col @ dY^T)^T (F at most it,
     on the CPU) agree, whole and summed over workspace chunks."""
-    from minifcn import workspace
+    from minifcn import memory
     from minifcn.ops import _conv_gemm
     x = rng.standard_normal((2, 3, 12, 10))
     w = rng.standard_normal((5, 3, 3, 3))
@@ -260,7 +260,7 @@ def test_weight_gradient_products_agree(rng, monkeypatch, limit):
     results = []
     for filters in (0, 5):                                   # 0: never transposed; 5: always
         monkeypatch.setattr(_conv_gemm, "TRANSPOSED_DW_FILTERS", filters)
-        with workspace.limited(limit):
+        with memory.limited(limit):
             results.append(conv2d_backward(dy, cache)[1])
     assert results[0].flags.c_contiguous and results[1].flags.c_contiguous
     assert rel_error(results[0], results[1]) < 1e-13

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from minifcn import workspace
+from minifcn import memory
 from minifcn.backend import asnumpy
 from minifcn.gradcheck import check_function
 from minifcn.ops import _conv_gemm, _phases, conv_transpose2d_backward, conv_transpose2d_forward
@@ -163,16 +163,16 @@ def test_chunked_phases_equal_unchunked(xp, rng, monkeypatch, kernel, stride, pa
     y, _ = conv_transpose2d_forward(x, w, b, **options)
     dy = rng.standard_normal(y.shape)
     made, allocated = [], []                                         # (conv, cost, chunks)
-    plan, allocate = _conv_gemm._plan, workspace._allocate
+    plan, allocate = _conv_gemm._plan, memory._allocate
     monkeypatch.setattr(_conv_gemm, "_plan", lambda conv, cost: made.append(
         (conv, cost, plan(conv, cost))) or made[-1][2])
     want = _run(xp, x, w, b, dy, options)
     limit = max(cost(1, rows or conv.out[0]) for conv, cost, _ in made)
     made.clear()
-    monkeypatch.setattr(workspace, "_allocate", lambda xp_, shape, dtype, what="": (
+    monkeypatch.setattr(memory, "_allocate", lambda xp_, shape, dtype, what="": (
         allocated.append(math.prod(shape) * np.dtype(dtype).itemsize) or
         allocate(xp_, shape, dtype, what)))
-    with workspace.limited(limit):
+    with memory.limited(limit):
         got = _run(xp, x, w, b, dy, options)
     for name, g, v in zip(("y", "dx", "dweight", "dbias"), got, want):
         assert rel_error(g, v) < 1e-12, f"{name}: {rel_error(g, v):.1e}"

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from minifcn import result_pool, workspace
+from minifcn import memory
 from minifcn.backend import asnumpy
 from minifcn.gradcheck import check_module
 from minifcn.models import ARCHITECTURES, FCN8s, FCN8sAtOnce, FCN16s, FCN32s, vgg
@@ -94,8 +94,7 @@ def paper_fcn8s():
     as much again in gradients), built for each test. The recycled memory of earlier tests
     is given back first (the last test's model was alive at its own teardown, so its
     gradients' blocks reached the pool only afterwards): the peak stays that of one test."""
-    result_pool.clear()
-    workspace.clear()
+    memory.clear()
     yield FCN8s(n_class=21, rng=0)
 
 

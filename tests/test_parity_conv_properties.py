@@ -26,7 +26,7 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from minifcn import workspace
+from minifcn import memory
 from minifcn.ops import (conv2d_backward, conv2d_forward, conv_transpose2d_backward,
                          conv_transpose2d_forward)
 
@@ -262,14 +262,14 @@ def _run_minifcn(xp, name, problem, arrays, dy):
     """Forward and backward under the default workspace limit, or under the smallest limit
     that lets them run (``WorkspaceLimitError.needed``: one output row per chunk)."""
     forward, backward = OPS[name]
-    limit = workspace.DEFAULT_LIMIT if problem.limit == "default" else 1
+    limit = memory.DEFAULT_LIMIT if problem.limit == "default" else 1
     while True:
         try:
-            with workspace.limited(limit):
+            with memory.limited(limit):
                 y, cache = forward(*[None if a is None else xp.asarray(a) for a in arrays],
                                    **problem.options)
                 return y, backward(xp.asarray(dy), cache)
-        except workspace.WorkspaceLimitError as err:
+        except memory.WorkspaceLimitError as err:
             assert problem.limit != "default" and err.needed > limit, str(err)
             limit = err.needed
 

@@ -11,25 +11,25 @@ import threading
 import numpy as np
 import pytest
 
-from minifcn import result_pool
+from minifcn import memory
 from minifcn.models import FCN8s
 from minifcn.nn import Parameter
 from minifcn.ops import (conv2d_backward, conv2d_forward, max_pool2d_backward, max_pool2d_forward,
                          relu_backward, relu_forward, softmax_cross_entropy_backward,
                          softmax_cross_entropy_forward)
-from minifcn.workspace import result_array
+from minifcn.memory import result as result_array
 
-SHAPE = (512, 1024)                  # 2 MiB in float32: above result_pool.SMALLEST
+SHAPE = (512, 1024)                  # 2 MiB in float32: above memory.SMALLEST_RESULT
 
 
 @pytest.fixture(autouse=True)
 def empty_pool():
-    previous = result_pool.limit()
-    result_pool.clear()
-    with result_pool.enabled(True):
+    previous = memory.result_pool_limit()
+    memory.clear()
+    with memory.pooling(results=True):
         yield
-    result_pool.set_limit(previous)
-    result_pool.clear()
+    memory.set_result_pool_limit(previous)
+    memory.clear()
 
 
 def new(shape=SHAPE, dtype=np.float32, zeros=False):
@@ -44,11 +44,11 @@ def address(a) -> int:
 def test_a_freed_result_is_recycled():
     a = new()
     where = address(a)
-    assert result_pool.holds(a)
+    assert memory.in_results(a)
     del a
     b = new()
     assert address(b) == where
-    assert result_pool.stats()["hits"] == 1
+    assert memory.stats()["results"]["hits"] == 1
 
 
 def test_no_block_is_handed_out_while_a_view_of_it_lives():
@@ -89,7 +89,7 @@ def test_torch_from_numpy_keeps_the_block():
 def test_the_liveness_check_fails_when_planted_off_by_one(monkeypatch):
     """With the count of an unreferenced block planted one too high, a block with one live
     view counts as free and is handed out again: the check above would catch it."""
-    monkeypatch.setattr(result_pool._pool, "_unreferenced", result_pool._pool._unreferenced + 1)
+    monkeypatch.setattr(memory._result_pool, "_unreferenced", memory._result_pool._unreferenced + 1)
     a = new()
     row = a[0]
     del a
@@ -102,7 +102,7 @@ def test_recycled_zeros_are_zeros():
     a[...] = np.nan
     del a
     b = new(zeros=True)
-    assert result_pool.stats()["hits"] == 1
+    assert memory.stats()["results"]["hits"] == 1
     assert not b.any()
 
 
@@ -119,36 +119,36 @@ def test_a_block_serves_only_requests_of_about_its_size():
 def test_a_miss_drops_the_free_blocks_too_small_for_it():
     a, b = new((256, 1024)), new((384, 1024))      # 1 and 1.5 MiB
     del a, b
-    assert result_pool.stats()["free_blocks"] == 2
+    assert memory.stats()["results"]["free_blocks"] == 2
     big = new((1024, 1024))
-    stats = result_pool.stats()
+    stats = memory.stats()["results"]
     assert (stats["blocks"], stats["free_blocks"]) == (1, 0)
     del big
 
 
 def test_small_results_and_a_disabled_pool_bypass_it():
-    assert not result_pool.holds(new((4, 4)))
-    with result_pool.enabled(False):
-        assert not result_pool.holds(new())
-    assert result_pool.holds(new())
+    assert not memory.in_results(new((4, 4)))
+    with memory.pooling(results=False):
+        assert not memory.in_results(new())
+    assert memory.in_results(new())
 
 
 def test_limit_bounds_the_free_bytes_and_zero_keeps_none():
     arrays = [new((256 + 64 * i, 1024)) for i in range(4)]
     del arrays
-    assert result_pool.stats()["free_blocks"] == 4
-    result_pool.set_limit("3MiB")
-    assert result_pool.stats()["free_bytes"] <= 3 * 2 ** 20
-    result_pool.set_limit(0)
-    assert result_pool.stats()["free_bytes"] == 0
+    assert memory.stats()["results"]["free_blocks"] == 4
+    memory.set_result_pool_limit("3MiB")
+    assert memory.stats()["results"]["free_bytes"] <= 3 * 2 ** 20
+    memory.set_result_pool_limit(0)
+    assert memory.stats()["results"]["free_bytes"] == 0
     with pytest.raises(ValueError, match="^limit"):
-        result_pool.set_limit("lots")
+        memory.set_result_pool_limit("lots")
 
 
 def test_environment_variable_turns_recycling_off():
-    code = ("import numpy as np; from minifcn import result_pool; "
-            "from minifcn.workspace import result_array; "
-            "print(result_pool.holds(result_array(np, (512, 1024), np.float32, 'x')))")
+    code = ("import numpy as np; from minifcn import memory; "
+            "from minifcn.memory import result as result_array; "
+            "print(memory.in_results(result_array(np, (512, 1024), np.float32, 'x')))")
     env = dict(os.environ, MINIFCN_RESULT_POOL="0")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.strip()
@@ -196,7 +196,7 @@ def test_ops_results_come_from_the_pool(rng):
     dy = relu_backward(dr, relu_cache)
     dx, _, _ = conv2d_backward(dy, conv_cache)
     for a in (y, r, dr, dy, dx):
-        assert result_pool.holds(a)
+        assert memory.in_results(a)
 
 
 def _training_numbers(model, x, target):
@@ -209,17 +209,17 @@ def _training_numbers(model, x, target):
 
 
 def test_training_steps_give_the_same_numbers_with_and_without_the_pool(rng, monkeypatch):
-    monkeypatch.setattr(result_pool, "SMALLEST", 4096)   # every map of this small net a block
+    monkeypatch.setattr(memory, "SMALLEST_RESULT", 4096)   # every map of this small net a block
     x = rng.standard_normal((2, 3, 96, 96)).astype(np.float32)
     target = rng.integers(0, 5, (2, 96, 96))
     model = FCN8s(n_class=5, width=1 / 16, rng=0, dropout=0.0)
-    with result_pool.enabled(False):
+    with memory.pooling(results=False):
         expected = _training_numbers(model, x, target)
     for _ in range(3):                                   # later steps on recycled blocks
         got = _training_numbers(model, x, target)
         for e, g in zip(expected, got):
             np.testing.assert_array_equal(e, g)
-    assert result_pool.stats()["hits"] > 0
+    assert memory.stats()["results"]["hits"] > 0
 
 
 def test_accumulate_copies_unless_handed_over():

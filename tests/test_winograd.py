@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from minifcn import workspace
+from minifcn import memory
 from minifcn.ops import _winograd, conv2d_backward, conv2d_forward
 
 from helpers import count_calls, rel_error
@@ -83,7 +83,7 @@ def test_row_chunks_under_a_small_workspace_limit(rng, every_channel_count):
     dy = rng.standard_normal((2, 6, 37, 21)).astype(np.float32)
     whole = _conv_all(x, w, None, 1, dy)
     assert _winograd._rows(8, 6, 10, 6, 4) == 10                      # all 10 tile rows at once
-    with workspace.limited(64 * 1024):
+    with memory.limited(64 * 1024):
         assert _winograd._rows(8, 6, 10, 6, 4) == 2                   # ... in chunks of 2
         chunked = _conv_all(x, w, None, 1, dy)
     for g, e in zip(chunked, whole):               # dW sums its chunks in another order

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import minifcn
-from minifcn import workspace
+from minifcn import memory
 from minifcn.backend import asnumpy
 from minifcn.gradcheck import check_function
 from minifcn.ops import (_conv_gemm, conv2d_backward, conv2d_forward, conv_transpose2d_backward,
@@ -23,25 +23,25 @@ from helpers import rel_error
 @pytest.fixture(autouse=True)
 def fresh_workspace():
     """Every test starts with no limit and an empty pool; the limit is restored after."""
-    previous = workspace.get_workspace_limit()             # e.g. from MINIFCN_WORKSPACE_LIMIT
-    workspace.set_workspace_limit(None)
-    workspace.clear()
+    previous = memory.get_workspace_limit()             # e.g. from MINIFCN_WORKSPACE_LIMIT
+    memory.set_workspace_limit(None)
+    memory.clear()
     yield
-    workspace.set_workspace_limit(previous)
-    workspace.clear()
+    memory.set_workspace_limit(previous)
+    memory.clear()
 
 
 @pytest.fixture
 def allocations(monkeypatch):
     """The byte size of every workspace buffer allocated while the test runs."""
     sizes = []
-    allocate = workspace._allocate
+    allocate = memory._allocate
 
     def recording(xp, shape, dtype, what="workspace"):
         sizes.append(math.prod(shape) * np.dtype(dtype).itemsize)
         return allocate(xp, shape, dtype, what)
 
-    monkeypatch.setattr(workspace, "_allocate", recording)
+    monkeypatch.setattr(memory, "_allocate", recording)
     return sizes
 
 
@@ -117,7 +117,7 @@ def test_chunked_conv2d_equals_unchunked(xp, rng, allocations, plans, case, chun
     rows = CHUNKINGS[chunking] or out_h
     limit = _row_limit(xp, x.shape, w.shape, options.values(), rows)
     allocations.clear(), plans.clear()
-    with workspace.limited(limit):
+    with memory.limited(limit):
         got = _conv2d_run(xp, x, w, b, options, np.random.default_rng(1))
     for name, g, v in zip(("y", "dx", "dweight", "dbias"), got, want):
         assert g.dtype == np.float64 and g.shape == v.shape
@@ -163,7 +163,7 @@ def test_chunked_conv_transpose2d_equals_unchunked(xp, rng, allocations, costs, 
     limit = max(max(64, cost(1, min(CHUNKINGS[chunking] or conv.out[0], conv.out[0])))
                 for conv, cost, _ in costs)
     allocations.clear(), costs.clear()
-    with workspace.limited(limit):
+    with memory.limited(limit):
         got = _transpose_run(xp, x, w, b, options, np.random.default_rng(1))
     for name, g, v in zip(("y", "dx", "dweight", "dbias"), got, want):
         assert rel_error(g, v) < 1e-12, f"{name}: {rel_error(g, v):.1e}"
@@ -174,7 +174,7 @@ def test_chunked_conv_transpose2d_equals_unchunked(xp, rng, allocations, costs, 
 def test_chunked_float32_stays_float32_and_close(xp, rng):
     x, w, b, options = _conv2d_problem(rng, CONV_CASES[1], np.float32)
     want = _conv2d_run(xp, x, w, b, options, np.random.default_rng(1))
-    with workspace.limited(_row_limit(xp, x.shape, w.shape, options.values(), 1, np.float32)):
+    with memory.limited(_row_limit(xp, x.shape, w.shape, options.values(), 1, np.float32)):
         got = _conv2d_run(xp, x, w, b, options, np.random.default_rng(1))
     for g, v in zip(got, want):
         assert g.dtype == np.float32
@@ -186,7 +186,7 @@ def test_no_buffer_above_the_limit_without_the_pool(xp, rng, allocations):
     w = xp.asarray(rng.standard_normal((16, 8, 3, 3)).astype(np.float32))
     full = 8 * 9 * 30 * 31 * 4                                # one image's im2col
     limit = full // 5
-    with workspace.enabled(False), workspace.limited(limit):
+    with memory.pooling(scratch=False), memory.limited(limit):
         y, cache = conv2d_forward(x, w, padding=1)
         conv2d_backward(xp.ones_like(y), cache)
         yt, cache = conv_transpose2d_forward(x, xp.asarray(np.ones((8, 4, 4, 4), np.float32)),
@@ -202,7 +202,7 @@ def test_one_row_above_the_limit_raises_naming_the_sizes(xp, rng):
     x = xp.asarray(rng.standard_normal((1, 64, 20, 50)).astype(np.float32))
     w = xp.asarray(rng.standard_normal((32, 64, 3, 3)).astype(np.float32))
     row = 64 * 9 * 50 * 4                                     # CKK * OW * itemsize
-    with workspace.limited(row - 1), pytest.raises(minifcn.WorkspaceLimitError) as caught:
+    with memory.limited(row - 1), pytest.raises(minifcn.WorkspaceLimitError) as caught:
         conv2d_forward(x, w, padding=1)
     message = str(caught.value)
     assert isinstance(caught.value, MemoryError)
@@ -210,17 +210,17 @@ def test_one_row_above_the_limit_raises_naming_the_sizes(xp, rng):
     for text in ("conv2d forward", "(32, 64, 3, 3)", "(1, 64, 20, 50)", f"{row} bytes",
                  f"{row - 1} bytes", "single output row", "set_workspace_limit"):
         assert text in message, f"{text!r} not in {message!r}"
-    with workspace.limited(row):                              # exactly one row fits
+    with memory.limited(row):                              # exactly one row fits
         conv2d_forward(x, w, padding=1)
 
 
 def test_machine_short_of_memory_advises_a_limit(monkeypatch, rng):
-    monkeypatch.setattr(workspace, "_available_memory", lambda: 50 * 2 ** 20)
+    monkeypatch.setattr(memory, "_available_memory", lambda: 50 * 2 ** 20)
     x = rng.standard_normal((1, 64, 200, 200)).astype(np.float32)   # im2col: 88 MiB
     w = rng.standard_normal((8, 64, 3, 3)).astype(np.float32)
-    with pytest.raises(workspace.WorkspaceMemoryError, match=r"set_workspace_limit\('256MiB'\)"):
+    with pytest.raises(memory.WorkspaceMemoryError, match=r"set_workspace_limit\('256MiB'\)"):
         conv2d_forward(x, w, padding=1)
-    with workspace.limited("16MiB"):                          # chunks fit: no error
+    with memory.limited("16MiB"):                          # chunks fit: no error
         y, _ = conv2d_forward(x, w, padding=1)
     assert y.shape == (1, 8, 200, 200)
 
@@ -230,8 +230,8 @@ def test_allocation_failure_is_reraised_with_advice():
         @staticmethod
         def empty(shape, dtype):
             raise MemoryError("Unable to allocate 5 TiB")
-    with pytest.raises(workspace.WorkspaceMemoryError, match="MINIFCN_WORKSPACE_LIMIT"):
-        workspace._allocate(NoMemory, (10,), np.float32, "im2col")
+    with pytest.raises(memory.WorkspaceMemoryError, match="MINIFCN_WORKSPACE_LIMIT"):
+        memory._allocate(NoMemory, (10,), np.float32, "im2col")
 
 
 # --- The limit's parser, setter and environment variable -----------------------------------
@@ -241,7 +241,7 @@ def test_allocation_failure_is_reraised_with_advice():
     (" 2 kib ", 2048), ("1GB", 10 ** 9), ("0.5GiB", 2 ** 29), (".5KB", 500), ("3b", 3),
     (None, None), ("none", None), ("Unlimited", None), (np.int64(10), 10)])
 def test_parse_size(value, expected):
-    assert workspace.parse_size(value) == expected
+    assert memory.parse_size(value) == expected
 
 
 @pytest.mark.parametrize("value", ["abc", "12XB", "-5MB", "", "1.5.GB", "0", "0.1B", "MiB"])
@@ -259,7 +259,7 @@ def test_parse_size_rejects_other_types(value):
 def test_set_get_and_scoped_limit():
     minifcn.set_workspace_limit("1MiB")
     assert minifcn.get_workspace_limit() == 2 ** 20
-    with workspace.limited(1000):
+    with memory.limited(1000):
         assert minifcn.get_workspace_limit() == 1000
     assert minifcn.get_workspace_limit() == 2 ** 20
     minifcn.set_workspace_limit(None)
@@ -274,9 +274,9 @@ def _import_minifcn_with(value, code="print(minifcn.get_workspace_limit())"):
 
 def test_environment_variable_is_read_at_import():
     assert _import_minifcn_with("256MiB").stdout.strip() == str(256 * 2 ** 20)
-    assert _import_minifcn_with("").stdout.strip() == str(workspace.DEFAULT_LIMIT)
+    assert _import_minifcn_with("").stdout.strip() == str(memory.DEFAULT_LIMIT)
     assert _import_minifcn_with("none").stdout.strip() == "None"
-    assert workspace.DEFAULT_LIMIT == 64 * 2 ** 20
+    assert memory.DEFAULT_LIMIT == 64 * 2 ** 20
     bad = _import_minifcn_with("lots")
     assert bad.returncode != 0 and "MINIFCN_WORKSPACE_LIMIT must be" in bad.stderr
     assert "Traceback" not in _import_minifcn_with("lots", "print('imported')").stderr
@@ -288,44 +288,44 @@ def test_environment_variable_is_read_at_import():
 # --- The pool --------------------------------------------------------------------------------
 
 def test_pool_never_lends_one_buffer_twice_and_reuses_returned_ones():
-    with workspace.borrow(np, (100, 10), np.float32):
+    with memory.scratch(np, (100, 10), np.float32):
         pass                                                   # one free buffer now
-    with workspace.borrow(np, (100, 10), np.float32) as a, \
-            workspace.borrow(np, (100, 10), np.float32) as b:
+    with memory.scratch(np, (100, 10), np.float32) as a, \
+            memory.scratch(np, (100, 10), np.float32) as b:
         assert not np.may_share_memory(a, b)
         a[...], b[...] = 1, 2
         assert (a == 1).all()
         kept = a.__array_interface__["data"][0]
-    with workspace.borrow(np, (10, 10), np.float64) as c:     # a smaller request, any dtype
-        assert workspace.holds(c)
+    with memory.scratch(np, (10, 10), np.float64) as c:     # a smaller request, any dtype
+        assert memory.in_scratch(c)
         assert c.__array_interface__["data"][0] in (kept, b.__array_interface__["data"][0])
-    assert workspace.stats()["lent"] == 0 and workspace.stats()["hits"] == 2
+    assert memory.stats()["scratch"]["lent"] == 0 and memory.stats()["scratch"]["hits"] == 2
 
 
 def test_buffer_returns_to_the_pool_when_the_block_raises():
-    with pytest.raises(RuntimeError), workspace.borrow(np, (1000,), np.float32):
+    with pytest.raises(RuntimeError), memory.scratch(np, (1000,), np.float32):
         raise RuntimeError("inside")
-    assert workspace.stats() == dict(free_buffers=1, free_bytes=4000, lent=0, hits=0, misses=1)
+    assert memory.stats()["scratch"] == dict(free_buffers=1, free_bytes=4000, lent=0, hits=0, misses=1)
 
 
 def test_pool_stays_bounded():
     for n in range(1, 40):                                     # growing, then shrinking sizes
-        with workspace.borrow(np, (n * 1000 % 37 + 1, 1000), np.float32):
+        with memory.scratch(np, (n * 1000 % 37 + 1, 1000), np.float32):
             pass
-        stats = workspace.stats()
-        assert stats["free_buffers"] <= workspace.MAX_BUFFERS
-        assert stats["free_bytes"] <= workspace.pool_limit()
+        stats = memory.stats()["scratch"]
+        assert stats["free_buffers"] <= memory.MAX_SCRATCH_BUFFERS
+        assert stats["free_bytes"] <= memory.scratch_pool_limit()
     minifcn.set_workspace_limit(10_000)                        # pool limit: 3 x 10 kB
-    assert workspace.stats()["free_bytes"] <= 30_000
-    workspace.clear()
-    assert workspace.stats()["free_buffers"] == 0
+    assert memory.stats()["scratch"]["free_bytes"] <= 30_000
+    memory.clear()
+    assert memory.stats()["scratch"]["free_buffers"] == 0
 
 
 def _all_outputs(xp, rng, limit):
     x = xp.asarray(rng.standard_normal((2, 3, 10, 11)))
     w = xp.asarray(rng.standard_normal((4, 3, 3, 3)))
     b = xp.asarray(rng.standard_normal(4))
-    with workspace.limited(limit):
+    with memory.limited(limit):
         y, cache = conv2d_forward(x, w, b, padding=1)
         grads = conv2d_backward(xp.ones_like(y), cache)
         yt, cache_t = conv_transpose2d_forward(x, w.transpose(1, 0, 2, 3).copy(), stride=2)
@@ -338,7 +338,7 @@ def test_outputs_never_alias_pooled_memory(xp, rng, limit):
     first = _all_outputs(xp, rng, limit)
     kept = [asnumpy(a).copy() for a in first if hasattr(a, "shape")]
     for a in first:
-        assert not workspace.holds(a), "an output lives in pooled memory"
+        assert not memory.in_scratch(a), "an output lives in pooled memory"
     _all_outputs(xp, np.random.default_rng(7), limit)          # reuses every pooled buffer
     for a, k in zip([a for a in first if hasattr(a, "shape")], kept):
         np.testing.assert_array_equal(asnumpy(a), k)
@@ -346,10 +346,10 @@ def test_outputs_never_alias_pooled_memory(xp, rng, limit):
 
 def test_pool_switch_changes_nothing_but_allocation(rng, allocations):
     outputs = _all_outputs(np, rng, None)
-    with workspace.enabled(False):
-        before = workspace.stats()
+    with memory.pooling(scratch=False):
+        before = memory.stats()["scratch"]
         again = _all_outputs(np, np.random.default_rng(20261121), None)
-        assert workspace.stats() == before                     # the pool was not used
+        assert memory.stats()["scratch"] == before                     # the pool was not used
     for a, b in zip(outputs, again):
         if hasattr(a, "shape"):
             np.testing.assert_array_equal(a, b)
@@ -364,7 +364,7 @@ def test_chunked_conv2d_passes_gradcheck(xp, rng, options):
     w = xp.asarray(rng.standard_normal((3, 2, 3, 3)))
     b = xp.asarray(rng.standard_normal(3))
     limit = _row_limit(xp, x.shape, w.shape, options.values(), 1)
-    with workspace.limited(limit):
+    with memory.limited(limit):
         report = check_function(lambda x, w, b: conv2d_forward(x, w, b, **options),
                                 conv2d_backward, [x, w, b], max_elements=40)
     assert report.passed, str(report)
@@ -376,7 +376,7 @@ def test_chunked_conv_transpose2d_passes_gradcheck(xp, rng):
     b = xp.asarray(rng.standard_normal(3))
     options = dict(stride=2, padding=1)
     limit = _row_limit(xp, (2, 3, 8, 10), w.shape, (2, 1, 1), 1)
-    with workspace.limited(limit):
+    with memory.limited(limit):
         report = check_function(lambda x, w, b: conv_transpose2d_forward(x, w, b, **options),
                                 conv_transpose2d_backward, [x, w, b], max_elements=40)
     assert report.passed, str(report)

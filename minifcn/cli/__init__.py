@@ -10,7 +10,7 @@ import sys
 import traceback
 
 from .. import __version__
-from ..workspace import (ENV_VARIABLE, WorkspaceLimitError, WorkspaceMemoryError,
+from ..memory import (ENV_VARIABLE, WorkspaceLimitError, WorkspaceMemoryError,
                          get_workspace_limit)
 from . import bench, convert, demo, gradcheck, predict, summary, train
 from .common import Parser, UserError

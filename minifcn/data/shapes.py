@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..ops._checks import pair
+from .._validate import pair
 from .voc import VOC_PALETTE
 
 CLASS_NAMES = ("background", "disc", "rectangle", "triangle")

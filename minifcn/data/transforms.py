@@ -26,7 +26,7 @@ import numbers
 import numpy as np
 from PIL import Image
 
-from minifcn.ops._checks import pair
+from minifcn._validate import pair
 
 from .voc import IGNORE_INDEX
 

@@ -22,7 +22,8 @@ import numpy as np
 
 from ..backend import device_of
 from ..nn import Conv2d, ConvTranspose2d, Crop, Dropout, ReLU
-from ..ops import _checks, bilinear_upsampling_weight
+from .. import _validate as _checks
+from ..ops import bilinear_upsampling_weight
 from .coord import IDENTITY, crop_offset, layer_map, path_map
 from .vgg import VGG16Trunk, scaled
 

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from ..ops import _checks
+from .. import _validate as _checks
 from ..ops.conv import conv2d_backward, conv2d_forward
 from ..ops.conv_transpose import conv_transpose2d_backward, conv_transpose2d_forward
 from .module import Module, Parameter

@@ -1,7 +1,7 @@
 """``Crop``: the spatial crop that aligns FCN's skip connections (Caffe's Crop layer)."""
 from __future__ import annotations
 
-from ..ops import _checks
+from .. import _validate as _checks
 from ..ops.crop import crop_backward, crop_forward
 from .module import Module
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import to_device
-from ..ops import _checks
+from .. import _validate as _checks
 from ..ops.loss import (_check_options, softmax_cross_entropy_backward,
                         softmax_cross_entropy_forward)
 from .module import Module

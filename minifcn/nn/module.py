@@ -28,7 +28,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..backend import asnumpy, device_of, get_array_module, parse_device, to_device
-from ..ops._checks import FLOAT_DTYPES, float_array
+from .._validate import FLOAT_DTYPES, float_array
 
 
 class Parameter:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 from typing import NamedTuple
 
-from .. import workspace
+from .. import memory
 from ..backend import get_array_module
 from . import _winograd
 from .im2col import _col2im_add, _geometry, _im2col_into, _is_pointwise
@@ -71,7 +71,7 @@ def _conv(xp, x_shape, w_shape, stride, padding, dilation, dtype, what) -> _Conv
 def _plan(conv: _Conv, cost):
     """Chunks ``(n0, n1, r0, r1)`` whose largest buffer, ``cost(images, rows)``, fits the limit."""
     N, OH = conv.x_shape[0], conv.out[0]
-    limit = workspace.get_workspace_limit()
+    limit = memory.get_workspace_limit()
     if limit is None or cost(N, OH) <= limit:
         return [(0, N, 0, OH)]
     images = _largest(lambda k: cost(k, OH) <= limit, N)
@@ -80,7 +80,7 @@ def _plan(conv: _Conv, cost):
     rows = _largest(lambda r: cost(1, r) <= limit, OH)
     if not rows:
         needed = cost(1, 1)
-        raise workspace.WorkspaceLimitError(
+        raise memory.WorkspaceLimitError(
             f"{conv.describe()} needs {_bytes(needed)} of workspace for a single output "
             f"row, more than the workspace limit of {_bytes(limit)}; raise it with "
             f"minifcn.set_workspace_limit", needed, limit)
@@ -88,7 +88,7 @@ def _plan(conv: _Conv, cost):
 
 
 def _bytes(n: int) -> str:
-    text = workspace.format_bytes(n)
+    text = memory.format_bytes(n)
     return text if n < 1024 else f"{text} ({n} bytes)"
 
 
@@ -120,7 +120,7 @@ def _columns(x, conv: _Conv, chunk):
         return
     KH, KW = conv.w_shape[2:]
     shape = (C, KH, KW, n1 - n0, r1 - r0, conv.out[1])
-    with workspace.borrow(get_array_module(x), shape, x.dtype, f"im2col for {conv.describe()}") \
+    with memory.scratch(get_array_module(x), shape, x.dtype, f"im2col for {conv.describe()}") \
             as col:
         offset = (conv.padding[0] - r0 * conv.stride[0], conv.padding[1])
         _im2col_into(x[n0:n1], col, conv.stride, offset, conv.dilation)
@@ -142,7 +142,7 @@ def _conv2d(x, weight, stride, padding, dilation, what="conv2d forward"):
     conv = _conv(xp, x.shape, weight.shape, stride, padding, dilation, x.dtype, what)
     F = weight.shape[0]
     w_mat = weight.reshape(F, -1)                                    # (F, CKK)
-    y = workspace.result_array(xp, (x.shape[0], F) + conv.out, x.dtype,
+    y = memory.result(xp, (x.shape[0], F) + conv.out, x.dtype,
                                conv.describe())                      # (N, F, OH, OW)
     if _winograd.applies(xp, x.shape, weight.shape, stride, padding, dilation, x.dtype):
         _winograd.conv3x3(x, weight, padding, y)
@@ -171,7 +171,7 @@ def _conv2d_input_grad(dy, weight, x_shape, stride, padding, dilation,
         return _input_grad_by_correlation(dy, weight, padding, dilation, what)
     conv = _conv(xp, x_shape, weight.shape, stride, padding, dilation, dy.dtype, what)
     w_t = weight.reshape(weight.shape[0], -1).T                      # (CKK, F)
-    dx = workspace.result_array(xp, x_shape, dy.dtype, conv.describe(),
+    dx = memory.result(xp, x_shape, dy.dtype, conv.describe(),
                                 zeros=True)                          # (N, C, H, W)
     for chunk in _plan(conv, lambda k, r: max(conv.col_bytes(k, r), _rows_bytes(conv, k, r))):
         n0, n1, r0, r1 = chunk
@@ -222,7 +222,7 @@ def _add_chunk_gradient(dx, dy, w_t, conv: _Conv, chunk):
     C, (KH, KW), OW = conv.x_shape[1], conv.w_shape[2:], conv.out[1]
     shape = (C, KH, KW, n1 - n0, r1 - r0, OW)
     xp = get_array_module(dy)
-    with workspace.borrow(xp, shape, dy.dtype, f"col2im for {conv.describe()}") as dcol:
+    with memory.scratch(xp, shape, dy.dtype, f"col2im for {conv.describe()}") as dcol:
         dcol_mat = dcol.reshape(conv.ckk, -1)                        # (CKK, images*L)
         L = (r1 - r0) * OW
         for k in range(n1 - n0):
@@ -250,7 +250,7 @@ def _conv2d_weight_grad(dy, x, weight_shape, stride, padding, dilation,
     conv = _conv(xp, x.shape, weight_shape, stride, padding, dilation, x.dtype, what)
     F = weight_shape[0]
     if _winograd.applies(xp, x.shape, weight_shape, stride, padding, dilation, x.dtype):
-        dw = workspace.result_array(xp, weight_shape, x.dtype, conv.describe())
+        dw = memory.result(xp, weight_shape, x.dtype, conv.describe())
         return _winograd.weight_grad3x3(dy, x, padding, dw)
     plan = _plan(conv, lambda k, r: max(conv.col_bytes(k, r),
                                         F * k * r * conv.out[1] * conv.itemsize if k > 1 else 0))
@@ -260,13 +260,13 @@ def _conv2d_weight_grad(dy, x, weight_shape, stride, padding, dilation,
         with _columns(x, conv, chunk) as col, _dy_matrix(dy, conv, chunk) as dy_mat:
             a, b = (col, dy_mat) if transposed else (dy_mat, col)
             if acc is None:                              # (CKK, F), or (F, CKK)
-                acc = workspace.result_array(xp, (a.shape[0], b.shape[0]), x.dtype,
+                acc = memory.result(xp, (a.shape[0], b.shape[0]), x.dtype,
                                              conv.describe())
                 xp.matmul(a, b.T, out=acc)
             else:
                 _accumulate(acc, a, b, conv)
     if transposed:
-        dw = workspace.result_array(xp, (F, conv.ckk), x.dtype, conv.describe())
+        dw = memory.result(xp, (F, conv.ckk), x.dtype, conv.describe())
         dw[...] = acc.T                                              # (F, CKK)
         acc = dw
     return acc.reshape(weight_shape)                                 # (F, C, KH, KW)
@@ -288,7 +288,7 @@ def _dy_matrix(dy, conv: _Conv, chunk):
         return
     F = dy.shape[1]
     shape = (F, n1 - n0) + dy.shape[2:]
-    with workspace.borrow(get_array_module(dy), shape, dy.dtype,
+    with memory.scratch(get_array_module(dy), shape, dy.dtype,
                           f"dy columns for {conv.describe()}") as mat:
         mat[...] = dy[n0:n1].transpose(1, 0, 2, 3)                  # (F, images, OH, OW)
         yield mat.reshape(F, -1)
@@ -297,11 +297,11 @@ def _dy_matrix(dy, conv: _Conv, chunk):
 def _accumulate(acc, a, b, conv: _Conv):
     """acc += a @ b.T through scratch of at most the workspace limit, in blocks."""
     m, n = acc.shape                     # (F, CKK), or (CKK, F) when transposed
-    limit = workspace.get_workspace_limit()
+    limit = memory.get_workspace_limit()
     cols = n if limit is None else max(1, min(n, limit // conv.itemsize))
     rows = m if limit is None else max(1, min(m, limit // (cols * conv.itemsize)))
     xp = get_array_module(acc)
-    with workspace.borrow(xp, (rows, cols), acc.dtype, f"weight gradient of {conv.what}") \
+    with memory.scratch(xp, (rows, cols), acc.dtype, f"weight gradient of {conv.what}") \
             as part:
         for f0 in range(0, m, rows):
             for c0 in range(0, n, cols):

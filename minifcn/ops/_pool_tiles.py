@@ -22,7 +22,7 @@ import contextlib
 
 import numpy as np
 
-from .. import workspace
+from .. import memory
 from .pool import _backward_cpu, _forward_cpu, _index_dtype
 
 CHUNK_BYTES = 2 ** 20     # a chunk's de-interleaved columns: about one core's L2 cache
@@ -47,7 +47,7 @@ def _chunks(planes, whole, row_bytes):
     """``(p0, p1, r0, r1)``: planes and rows of whole windows, in chunks whose de-interleaved
     columns take about :data:`CHUNK_BYTES` (or the workspace limit, if lower): whole planes,
     or rows of one plane."""
-    fh, limit = whole[0], workspace.get_workspace_limit()
+    fh, limit = whole[0], memory.get_workspace_limit()
     budget = CHUNK_BYTES if limit is None else min(CHUNK_BYTES, limit)
     rows = max(1, budget // row_bytes)
     if rows < fh:
@@ -63,7 +63,7 @@ def _columns(a, kernel, whole, chunks):
     (KH, KW), fw = kernel, whole[1]
     planes = max(p1 - p0 for p0, p1, _, _ in chunks)
     rows = max(r1 - r0 for _, _, r0, r1 in chunks)
-    with workspace.borrow(np, (KW, planes, rows * KH, fw), a.dtype, "max_pool2d columns") as c:
+    with memory.scratch(np, (KW, planes, rows * KH, fw), a.dtype, "max_pool2d columns") as c:
         yield c
 
 
@@ -71,8 +71,8 @@ def forward(x, kernel, stride, padding, out):
     """y and argmax as ``pool._forward_cpu`` computes them, for tiling windows."""
     N, C = x.shape[:2]
     fh, fw = whole = _whole(x.shape, kernel)
-    y = workspace.result_array(np, (N, C) + out, x.dtype, "max_pool2d forward")  # (N,C,OH,OW)
-    argmax = workspace.result_array(np, (N, C) + out, _index_dtype(kernel),
+    y = memory.result(np, (N, C) + out, x.dtype, "max_pool2d forward")  # (N,C,OH,OW)
+    argmax = memory.result(np, (N, C) + out, _index_dtype(kernel),
                                     "max_pool2d forward (argmax)")
     if fh and fw:
         _forward_whole(_planes(x), _planes(y), _planes(argmax), kernel, whole)
@@ -90,7 +90,7 @@ def _forward_whole(x, y, argmax, kernel, whole):
     (KH, KW), fw = kernel, whole[1]
     chunks = _chunks(x.shape[0], whole, KH * fw * KW * x.itemsize)
     with _columns(x, kernel, whole, chunks) as cols, \
-            workspace.borrow(np, cols.shape[1:2] + (cols.shape[2] // KH, fw), x.dtype,
+            memory.scratch(np, cols.shape[1:2] + (cols.shape[2] // KH, fw), x.dtype,
                              "max_pool2d pairs") as best:
         for p0, p1, r0, r1 in chunks:
             n, rows = p1 - p0, r1 - r0
@@ -160,7 +160,7 @@ def backward(dy, argmax, x_shape, kernel, stride, padding):
     """dx of whole windows by :func:`_backward_whole`; cut windows as the general loop; rows
     and columns no window reads get 0."""
     fh, fw = whole = _whole(x_shape, kernel)
-    dx = workspace.result_array(np, x_shape, dy.dtype, "max_pool2d backward")  # (N, C, H, W)
+    dx = memory.result(np, x_shape, dy.dtype, "max_pool2d backward")  # (N, C, H, W)
     if fh and fw:
         _backward_whole(_planes(dy), _planes(argmax), _planes(dx), kernel, whole)
     dx[:, :, fh * kernel[0]:, :] = 0

@@ -47,7 +47,7 @@ import os
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .. import workspace
+from .. import memory
 
 # Interpolation points 0, 1, -1, 2, -2 and infinity (Lavin and Gray's F(4x4, 3x3)).
 BT = np.array([[4, 0, -5, 0, 1, 0],
@@ -155,7 +155,7 @@ def weight_grad3x3(dy, x, padding, dw):
     rows = _rows(C, F, TY, TX, x.itemsize)
     first = True
     with _scratch(C, F, rows, TX, x.dtype) as (tile, v, m, s, out), \
-            workspace.borrow(np, (2, 36, F, C), x.dtype, "Winograd F(4x4, 3x3) sums") as sums:
+            memory.scratch(np, (2, 36, F, C), x.dtype, "Winograd F(4x4, 3x3) sums") as sums:
         acc, part = sums                                             # (36, F, C) each
         for n in range(N):
             for ty0 in range(0, TY, rows):
@@ -201,7 +201,7 @@ def _chunk_bytes(C, F, rows, TX, itemsize) -> int:
 
 
 def _within_limit(rows, C, F, TX, itemsize) -> int:
-    limit = workspace.get_workspace_limit()
+    limit = memory.get_workspace_limit()
     while rows > 1 and limit is not None and _chunk_bytes(C, F, rows, TX, itemsize) > limit:
         rows -= 1                                        # the most rows that fit
     return rows
@@ -214,7 +214,7 @@ def _scratch(C, F, rows, TX, dtype):
     P = rows * TX
     sizes = (C * (rows * M_OUT + 2) * (TX * M_OUT + 2), 36 * C * P, 36 * C * P, 36 * F * P,
              24 * F * P, 16 * F * P)
-    with workspace.borrow(np, (sum(sizes),), dtype, "Winograd F(4x4, 3x3) tiles") as flat:
+    with memory.scratch(np, (sum(sizes),), dtype, "Winograd F(4x4, 3x3) tiles") as flat:
         ends = np.cumsum(sizes)
         tile, va, vb, m, s, out = (flat[e - n:e] for n, e in zip(sizes, ends))
         yield tile, (va, vb), m, s, out

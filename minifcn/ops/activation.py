@@ -19,8 +19,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..backend import array_module_of, device_of, get_array_module, to_device
-from ..workspace import result_array
-from . import _checks
+from ..memory import result as result_array
+from .. import _validate as _checks
 
 
 class ReLUCache(NamedTuple):

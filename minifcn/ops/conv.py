@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..backend import array_module_of
-from . import _checks
+from .. import _validate as _checks
 from ._conv_gemm import _conv2d, _conv2d_input_grad, _conv2d_weight_grad
 from .im2col import _geometry
 

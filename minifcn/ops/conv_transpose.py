@@ -25,7 +25,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..backend import array_module_of, get_array_module
-from . import _checks, _phases
+from .. import _validate as _checks
+from . import _phases
 from .conv import _check_conv_args, _conv2d, _conv2d_input_grad, _conv2d_weight_grad
 from .im2col import conv_output_size, conv_transpose_output_size
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..backend import get_array_module
-from ..workspace import result_array
-from . import _checks
+from ..memory import result as result_array
+from .. import _validate as _checks
 
 
 class CropCache(NamedTuple):

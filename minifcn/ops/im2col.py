@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import workspace
+from .. import memory
 from ..backend import get_array_module
-from . import _checks
+from .. import _validate as _checks
 
 
 def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
@@ -144,7 +144,7 @@ def _image_shape(x_shape) -> tuple:
 
 def _im2col_cpu(x, kernel, stride, padding, dilation, out):
     N, C = x.shape[:2]
-    col = workspace.result_array(np, (C, kernel[0], kernel[1], N, out[0], out[1]), x.dtype,
+    col = memory.result(np, (C, kernel[0], kernel[1], N, out[0], out[1]), x.dtype,
                                  f"im2col of x {tuple(x.shape)}")
     _im2col_window_cpu(x, col, stride, padding, dilation)
     return col
@@ -233,7 +233,7 @@ def _col2im_add(col, x, stride, offset, dilation, whole=False):
         _col2im_window_add_cpu(col, x, stride, offset, dilation)
         return
     from ._cuda import col2im_gpu
-    from ..workspace import borrow
+    from ..memory import scratch as borrow
     C, KH, KW, N, OH, OW = col.shape
     if whole and x.flags.c_contiguous:
         col2im_gpu(col, x.shape, (KH, KW), stride, offset, dilation, (OH, OW), img=x)

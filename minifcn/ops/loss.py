@@ -24,8 +24,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..backend import array_module_of, get_array_module
-from ..workspace import result_array
-from . import _checks
+from ..memory import result as result_array
+from .. import _validate as _checks
 
 REDUCTIONS = ("mean", "sum", "none")
 

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..backend import array_module_of, get_array_module
-from . import _checks
+from .. import _validate as _checks
 
 
 class Upsample2dCache(NamedTuple):

@@ -36,7 +36,7 @@ import numpy as np
 from ..bench import conv_flops
 from ..models.coord import IDENTITY, CoordMap, crop_offset, layer_map
 from ..nn import Conv2d, ConvTranspose2d, Dropout, MaxPool2d, ReLU
-from ..ops import _checks
+from .. import _validate as _checks
 from ..ops.im2col import _is_pointwise, conv_output_size, conv_transpose_output_size
 from ..ops.pool import max_pool2d_output_size
 
