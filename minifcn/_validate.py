@@ -16,7 +16,7 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def pair(name: str, value, *, minimum: int) -> tuple[int, int]:
     """Normalise an int or a pair of ints to ``(h, w)``, each at least ``minimum``."""
     values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(values) != 2 or not all(_is_int(v) for v in values):
+    if len(values) != 2 or not all(is_int(v) for v in values):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     values = tuple(int(v) for v in values)
     if min(values) < minimum:
@@ -33,14 +33,14 @@ def positive_int(name: str, value) -> int:
 def int_at_least(name: str, value, minimum: int, bound: str = "") -> int:
     """Check a single int such as a size or a padding: at least ``minimum`` (the message
     says ``bound``, "at least <minimum>" by default)."""
-    if not _is_int(value):
+    if not is_int(value):
         raise TypeError(f"{name} must be an int, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be {bound or f'at least {minimum}'}, got {value!r}")
     return int(value)
 
 
-def _is_int(v) -> bool:
+def is_int(v) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
@@ -94,3 +94,10 @@ def grad_shape(dy, expected_shape, expected_dtype) -> None:
                          f"got {tuple(dy.shape)}")
     if dy.dtype != expected_dtype:
         raise TypeError(f"dy has dtype {dy.dtype} but the forward ran in {expected_dtype}")
+
+
+def boolean(name: str, value) -> bool:
+    """Check a flag such as ``align_corners``: True or False (NumPy's bools too)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)

@@ -149,20 +149,28 @@ def limited(limit):
         set_workspace_limit(previous)
 
 
-def fits(nbytes: int) -> bool:
-    """Whether a scratch buffer of ``nbytes`` is within the workspace limit."""
-    limit = get_workspace_limit()
+def fits(nbytes: int, budget: int | None = None) -> bool:
+    """Whether a scratch buffer of ``nbytes`` is within the workspace limit (and within
+    ``budget``, a path's own smaller target such as a cache size, when given)."""
+    limit = _effective(budget)
     return limit is None or nbytes <= limit
 
 
-def chunks(count: int, cost, what: str = "", required: bool = True):
-    """Split ``range(count)`` into near-equal ``(start, stop)`` pieces as few as possible,
-    each piece of k items needing ``cost(k)`` bytes of scratch at most the workspace limit
-    (``cost`` grows with k). When not even one item fits: raise :class:`WorkspaceLimitError`
-    naming ``what``, or return None when not ``required`` (the caller splits finer)."""
-    if fits(cost(count)):
-        return [(0, count)]
+def _effective(budget):
     limit = get_workspace_limit()
+    return budget if limit is None else limit if budget is None else min(limit, budget)
+
+
+def chunks(count: int, cost, what: str = "", unit: str = "item", required: bool = True,
+           budget: int | None = None):
+    """Split ``range(count)`` into near-equal ``(start, stop)`` pieces, as few as possible,
+    each piece of k items needing ``cost(k)`` bytes of scratch at most the workspace limit
+    (or ``budget``, if smaller); ``cost`` grows with k. When not even one item fits: raise
+    :class:`WorkspaceLimitError` naming ``what`` and the ``unit`` (e.g. "output row"), or
+    return None when not ``required`` (the caller then splits finer)."""
+    if fits(cost(count), budget):
+        return [(0, count)]
+    limit = _effective(budget)
     lo, hi = 0, count                 # the largest k with cost(k) <= limit, by bisection
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -172,7 +180,7 @@ def chunks(count: int, cost, what: str = "", required: bool = True):
             return None
         needed = cost(1)
         raise WorkspaceLimitError(
-            f"{what} needs {_bytes(needed)} of workspace for its smallest chunk, more than "
+            f"{what} needs {_bytes(needed)} of workspace for a single {unit}, more than "
             f"the workspace limit of {_bytes(limit)}; raise it with "
             f"minifcn.set_workspace_limit", needed, limit)
     pieces = -(-count // lo)
@@ -192,9 +200,30 @@ def _limit_from_environment():
 
 # --- Allocation, checked against the memory available ----------------------------------------
 
+_context = threading.local()
+
+
+@contextlib.contextmanager
+def purpose(what: str):
+    """``with purpose("conv2d backward (dx)"):`` names the op that the block's allocations
+    serve, so that a refusal says which step of the user's op ran out (its fast path may
+    compute it as another op: dx as a convolution of dy)."""
+    previous = getattr(_context, "what", None)
+    _context.what = what
+    try:
+        yield
+    finally:
+        _context.what = previous
+
+
+def _named(what: str) -> str:
+    outer = getattr(_context, "what", None)
+    return what if outer is None or what.startswith(outer) else f"{outer} computed as {what}"
+
+
 def _allocate(xp, shape, dtype, what: str = "workspace"):
     """The one place a scratch buffer is allocated (tests wrap it to see every size)."""
-    return _new_array(xp, shape, dtype, False, lambda nbytes: f"{what} needs a "
+    return _new_array(xp, shape, dtype, False, lambda nbytes: f"{_named(what)} needs a "
                       f"{format_bytes(nbytes)} buffer", _ADVICE)
 
 
@@ -428,7 +457,7 @@ def result(xp, shape, dtype, what: str, zeros: bool = False):
     dtype = numpy.dtype(dtype)
 
     def described(nbytes):
-        return f"{what} needs {format_bytes(nbytes)} for its result {shape} {dtype}"
+        return f"{_named(what)} needs {format_bytes(nbytes)} for its result {shape} {dtype}"
     if xp is not numpy:
         return _new_array(xp, shape, dtype, zeros, described, _RESULT_ADVICE)
     nbytes = math.prod(shape) * dtype.itemsize

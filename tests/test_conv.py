@@ -228,22 +228,20 @@ def test_stride_1_input_gradient_as_a_correlation_equals_col2im(xp, rng, monkeyp
                                                                  kernel, padding, dilation,
                                                                  expected):
     """Stride 1 with F <= C and P <= D(K-1) takes dx as a correlation of dy with the flipped
-    kernel (no col2im); it equals the col2im path to rounding."""
-    from minifcn.ops import _conv_gemm
+    kernel (no col2im); it equals the reference's col2im to rounding."""
+    from minifcn import ops
     kh, kw = pair(kernel)
     x = xp.asarray(rng.standard_normal((2, C, 11, 9)))
     w = xp.asarray(rng.standard_normal((F, C, kh, kw)))
     y, cache = conv2d_forward(x, w, None, 1, padding, dilation)
     dy = xp.asarray(rng.standard_normal(y.shape))
-    taken = []
-    correlation = _conv_gemm._input_grad_by_correlation
-    monkeypatch.setattr(_conv_gemm, "_input_grad_by_correlation",
-                        lambda *a: taken.append(1) or correlation(*a))
+    chosen = ops.explain("conv2d", x.shape, w.shape, padding=padding, dilation=dilation,
+                         dtype="float64", device="cpu" if xp is np else "cuda").choices
+    assert (chosen["conv2d.input_grad"] == "correlation") == expected
     dx, dw, _ = conv2d_backward(dy, cache)
-    assert bool(taken) == expected
-    monkeypatch.setattr(_conv_gemm, "_correlation_padding", lambda *a, **k: None)  # col2im
-    dx_col2im, dw_col2im, _ = conv2d_backward(dy, cache)
-    assert rel_error(dx, dx_col2im) < 1e-13 and rel_error(dw, dw_col2im) == 0
+    with ops.using("reference"):                                 # col2im(W^T dY)
+        dx_col2im, dw_col2im, _ = conv2d_backward(dy, cache)
+    assert rel_error(dx, dx_col2im) < 1e-13 and rel_error(dw, dw_col2im) < 1e-13
     assert dx.shape == x.shape and dx.flags.c_contiguous
 
 
@@ -252,14 +250,14 @@ def test_weight_gradient_products_agree(rng, monkeypatch, limit):
     """dW as dY @ col^T (F above TRANSPOSED_DW_FILTERS) and as (col @ dY^T)^T (F at most it,
     on the CPU) agree, whole and summed over workspace chunks."""
     from minifcn import memory
-    from minifcn.ops import _conv_gemm
+    from minifcn.ops.fast import gemm
     x = rng.standard_normal((2, 3, 12, 10))
     w = rng.standard_normal((5, 3, 3, 3))
     y, cache = conv2d_forward(x, w, None, 1, 1)
     dy = rng.standard_normal(y.shape)
     results = []
     for filters in (0, 5):                                   # 0: never transposed; 5: always
-        monkeypatch.setattr(_conv_gemm, "TRANSPOSED_DW_FILTERS", filters)
+        monkeypatch.setattr(gemm, "TRANSPOSED_DW_FILTERS", filters)
         with memory.limited(limit):
             results.append(conv2d_backward(dy, cache)[1])
     assert results[0].flags.c_contiguous and results[1].flags.c_contiguous

@@ -22,7 +22,7 @@ from ..ops import (conv2d_backward, conv2d_forward, conv_transpose2d_backward,
                    dropout_forward, max_pool2d_backward, max_pool2d_forward, relu_backward,
                    relu_forward, softmax_cross_entropy_backward, softmax_cross_entropy_forward,
                    upsample_bilinear2d_backward, upsample_bilinear2d_forward)
-from ..ops.im2col import conv_output_size
+from ..ops.arguments import conv_output_size
 from .work import conv_flops, nbytes, transposed_flops
 
 SEED = 20261121

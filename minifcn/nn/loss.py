@@ -5,7 +5,7 @@ import numpy as np
 
 from ..backend import to_device
 from .. import _validate as _checks
-from ..ops.loss import (_check_options, softmax_cross_entropy_backward,
+from ..ops.loss import (loss_options, softmax_cross_entropy_backward,
                         softmax_cross_entropy_forward)
 from .module import Module
 
@@ -29,7 +29,7 @@ class SoftmaxCrossEntropyLoss(Module):
     """
 
     def __init__(self, weight=None, ignore_index=255, reduction="mean"):
-        self.reduction, self.ignore_index = _check_options(reduction, ignore_index)
+        self.reduction, self.ignore_index = loss_options(reduction, ignore_index)
         if weight is not None and not hasattr(weight, "dtype"):
             try:
                 weight = np.asarray(weight, dtype=np.float32)

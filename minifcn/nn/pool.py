@@ -1,7 +1,8 @@
 """``MaxPool2d``: the max-pooling layer, a thin wrapper around the functional pair."""
 from __future__ import annotations
 
-from ..ops.pool import max_pool2d_backward, max_pool2d_forward, pool_options
+from ..ops.arguments import pool_options
+from ..ops.pool import max_pool2d_backward, max_pool2d_forward
 from .module import Module
 
 

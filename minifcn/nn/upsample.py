@@ -1,7 +1,8 @@
 """``UpsamplingBilinear2d``: bilinear resizing as a layer (no parameters)."""
 from __future__ import annotations
 
-from ..ops.upsample import (_check_bool, resize_options, upsample_bilinear2d_backward,
+from .._validate import boolean
+from ..ops.upsample import (resize_options, upsample_bilinear2d_backward,
                             upsample_bilinear2d_forward)
 from .module import Module
 
@@ -25,7 +26,7 @@ class UpsamplingBilinear2d(Module):
         super().__init__()
         resize_options(size, scale_factor)            # fail here rather than at forward
         self.size, self.scale_factor = size, scale_factor
-        self.align_corners = _check_bool("align_corners", align_corners)
+        self.align_corners = boolean("align_corners", align_corners)
 
     def forward(self, x):
         y, cache = upsample_bilinear2d_forward(x, self.size, self.scale_factor,

@@ -5,6 +5,12 @@ Each op is a pair ``name_forward(x, ..., options) -> (y, cache)`` and
 differentiable inputs. The cache is a small ``NamedTuple`` holding exactly what the
 backward needs. Arguments, semantics and weight layouts follow ``torch.nn.functional``.
 
+The public functions here validate their arguments once and hand the computation to the
+dispatcher (:mod:`.dispatch`). The math itself, written to be read, is in
+``minifcn/ops/reference/``; ``fast/`` holds faster code for the same functions, each path
+tested against the reference. ``set_algorithm("reference")`` runs the reference
+everywhere; ``explain(op, ...)`` says which code runs for a call, and why.
+
 Symbols used in the docstrings, defined once here:
 
 =========  ==============================================================
@@ -18,6 +24,8 @@ x_pad      x with P zeros added on each side of H and W
 dy         gradient of the loss with respect to the op's output y
 =========  ==============================================================
 """
+from . import pieces  # noqa: F401  (the references, before the fast paths)
+from . import fast  # noqa: F401  (registers the fast paths)
 from .activation import (DropoutCache, ReLUCache, dropout_backward, dropout_forward,
                          relu_backward, relu_forward)
 from .conv import Conv2dCache, conv2d_backward, conv2d_forward
@@ -29,7 +37,9 @@ from .loss import (SoftmaxCrossEntropyCache, log_softmax, softmax,
                    softmax_cross_entropy_backward, softmax_cross_entropy_forward)
 from .pool import (MaxPool2dCache, max_pool2d_backward, max_pool2d_forward,
                    max_pool2d_output_size)
-from ._winograd import get_conv_algorithm, set_conv_algorithm
+from .dispatch import (get_algorithm, get_conv_algorithm, set_algorithm, set_conv_algorithm,
+                       using)
+from .explain import explain
 from .upsample import (Upsample2dCache, bilinear_kernel, bilinear_upsampling_weight,
                        upsample_bilinear2d_backward, upsample_bilinear2d_forward)
 
@@ -45,5 +55,6 @@ __all__ = [
     "Upsample2dCache", "upsample_bilinear2d_forward", "upsample_bilinear2d_backward",
     "bilinear_kernel", "bilinear_upsampling_weight",
     "MaxPool2dCache", "max_pool2d_forward", "max_pool2d_backward", "max_pool2d_output_size",
+    "set_algorithm", "get_algorithm", "using", "explain",
     "set_conv_algorithm", "get_conv_algorithm",
 ]

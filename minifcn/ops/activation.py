@@ -18,9 +18,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import array_module_of, device_of, get_array_module, to_device
-from ..memory import result as result_array
 from .. import _validate as _checks
+from ..backend import array_module_of, device_of, to_device
+from . import dispatch
 
 
 class ReLUCache(NamedTuple):
@@ -66,9 +66,7 @@ def relu_forward(x):
     counters and this library cannot. The mask makes the cache self-contained.
     """
     _checks.float_array("x", x)
-    xp = get_array_module(x)
-    mask = xp.greater(x, 0, out=result_array(xp, x.shape, bool, "relu forward (mask)"))
-    y = xp.maximum(x, x.dtype.type(0), out=result_array(xp, x.shape, x.dtype, "relu forward"))
+    y, mask = dispatch.run("relu.forward", _call(x), x)
     return y, ReLUCache(mask, x.dtype)
 
 
@@ -96,9 +94,11 @@ def relu_backward(dy, cache: ReLUCache):
     _checks.cache_of(cache, ReLUCache, "relu_forward")
     _checks.grad_shape(dy, cache.mask.shape, cache.dtype)
     array_module_of(dy=dy, x=cache.mask)
-    xp = get_array_module(dy)
-    dx = result_array(xp, dy.shape, dy.dtype, "relu backward")
-    return xp.multiply(dy, cache.mask, out=dx)      # float * bool keeps dy's dtype
+    return dispatch.run("relu.backward", _call(dy), dy, cache.mask)
+
+
+def _call(x) -> dispatch.Call:
+    return dispatch.Call(dispatch.device_kind(x), x.dtype, tuple(x.shape))
 
 
 # --- Dropout -------------------------------------------------------------------------------
@@ -156,8 +156,7 @@ def dropout_forward(x, p=0.5, training=True, rng=None):
         return x.copy(), DropoutCache(None, 1.0, tuple(x.shape), x.dtype)
     keep = _keep_mask(x, p, rng)                    # bool, x's shape, x's device
     scale = 1.0 / (1.0 - p)
-    y = x * keep
-    y *= x.dtype.type(scale)
+    y = dispatch.run("dropout.forward", _call(x), x, keep, scale)
     return y, DropoutCache(keep, scale, tuple(x.shape), x.dtype)
 
 
@@ -188,9 +187,7 @@ def dropout_backward(dy, cache: DropoutCache):
     if cache.mask is None:
         return dy.copy()
     array_module_of(dy=dy, x=cache.mask)
-    dx = dy * cache.mask
-    dx *= dy.dtype.type(cache.scale)
-    return dx
+    return dispatch.run("dropout.backward", _call(dy), dy, cache.mask, cache.scale)
 
 
 def check_dropout_p(p) -> float:

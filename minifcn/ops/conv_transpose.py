@@ -1,4 +1,4 @@
-r"""Transposed convolution: conv2d's adjoint, built from the same three GEMMs.
+r"""Transposed convolution: conv2d's adjoint, built from conv2d's three products.
 
 A convolution ``C`` with weight ``W`` maps an image of size ``OH`` to one of size ``H``;
 its transpose ``C^T`` maps back. The transposed convolution with weight ``W`` *is* ``C^T``:
@@ -9,26 +9,20 @@ its transpose ``C^T`` maps back. The transposed convolution with weight ``W`` *i
 * its weight gradient is conv2d's weight gradient with the roles of input and output
   gradient swapped.
 
-So this file holds no im2col of its own: it calls the helpers of ``conv.py`` with the
-roles swapped. FCN's ``upscore`` layers are transposed convolutions with stride 2, 8, 16
-or 32, initialised to bilinear interpolation (see ``upsample.py``).
-
-With a stride (and no dilation, the kernel at least the stride) the col2im's overlapping
-adds are avoided altogether: ``_phases.py`` splits the output into its ``S_H*S_W`` stride
-phases, each a small stride-1 correlation of x, so forward and backward become one
-convolution with ``S_H*S_W*C_out`` channels on x's grid and a pixel shuffle. Other options
-(stride 1, dilation, kernel smaller than the stride) take the col2im path above; both give
-the same result up to the order of float additions.
+``reference/conv.py`` writes it so, calling conv2d's pieces with the roles swapped. FCN's
+``upscore`` layers are transposed convolutions with stride 2, 8, 16 or 32, initialised to
+bilinear interpolation (see ``upsample.py``). With a stride the fast path ``fast/phases.py``
+computes the same sum phase by phase, each output pixel written once.
 """
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..backend import array_module_of, get_array_module
 from .. import _validate as _checks
-from . import _phases
-from .conv import _check_conv_args, _conv2d, _conv2d_input_grad, _conv2d_weight_grad
-from .im2col import conv_output_size, conv_transpose_output_size
+from .. import memory
+from ..backend import array_module_of
+from . import dispatch
+from .arguments import check_conv, transpose_geometry
 
 
 class ConvTranspose2dCache(NamedTuple):
@@ -71,22 +65,15 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
         \qquad y[n, o] \mathrel{+}= b[o],
 
     summed over c, h, w, i, j (terms landing outside the output are dropped). This is
-    ``col2im(W.reshape(C_in, -1).T @ x)``: conv2d's input gradient with ``dy = x``; with a
-    stride, the same sum is computed phase by phase (``_phases.py``), each output once.
+    ``col2im(W.reshape(C_in, -1).T @ x)``: conv2d's input gradient with ``dy = x``.
     """
-    _check_conv_args(x, weight, bias, transposed=True)
-    geometry = _transpose_geometry(x.shape, weight.shape, stride, padding, output_padding,
-                                   dilation)
-    stride, padding, output_padding, dilation, y_shape = geometry
-    if _phases.applies(weight.shape[2:], stride, dilation):
-        y = _phases.forward(x, weight, stride, padding, y_shape)          # (N, C_out, OH, OW)
-    else:
-        conv_geometry = (stride, padding, dilation)
-        y = _conv2d_input_grad(_pad_to_conv_output(x, y_shape, weight, conv_geometry), weight,
-                               y_shape, *conv_geometry,
-                               what="conv_transpose2d forward")           # (N, C_out, OH, OW)
-    if bias is not None:
-        y += bias.reshape(1, -1, 1, 1)
+    check_conv(x, weight, bias, transposed=True)
+    stride, padding, output_padding, dilation, y_shape = transpose_geometry(
+        x.shape, weight.shape, stride, padding, output_padding, dilation)
+    call = _call(x, weight.shape, stride, padding, output_padding, dilation, y_shape)
+    with memory.purpose("conv_transpose2d forward"):
+        y = dispatch.run("conv_transpose2d.forward", call, x, weight, bias, stride, padding,
+                         output_padding, dilation)                    # (N, C_out, OH, OW)
     return y, ConvTranspose2dCache(x, weight, bias is not None, stride, padding,
                                    output_padding, dilation)
 
@@ -110,62 +97,21 @@ def conv_transpose2d_backward(dy, cache: ConvTranspose2dCache):
         dW[c, o, i, j] = \sum_{n, h, w} x[n, c, h, w]\, dy_{pad}[n, o, hS + iD, wS + jD],
         \qquad db[o] = \sum_{n, p, q} dy[n, o, p, q],
 
-    the weight gradient being conv2d's with x and dy in swapped roles. With a stride (see
-    the forward) both come from dy's stride phases instead: one GEMM each on x's grid, and
-    no im2col of dy.
+    the weight gradient being conv2d's with x and dy in swapped roles.
     """
     _checks.cache_of(cache, ConvTranspose2dCache, "conv_transpose2d_forward")
     x, weight = cache.x, cache.weight
-    _, _, _, _, y_shape = _transpose_geometry(x.shape, weight.shape, cache.stride, cache.padding,
-                                              cache.output_padding, cache.dilation)
+    options = (cache.stride, cache.padding, cache.output_padding, cache.dilation)
+    y_shape = transpose_geometry(x.shape, weight.shape, *options)[4]
     _checks.grad_shape(dy, y_shape, x.dtype)
     array_module_of(dy=dy, x=x)
-    dbias = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
-    if _phases.applies(weight.shape[2:], cache.stride, cache.dilation):
-        dx, dweight = _phases.backward(dy, x, weight, cache.stride, cache.padding)
-        return dx, dweight, dbias
-    conv_geometry = (cache.stride, cache.padding, cache.dilation)
-    N, C_in, H, W = x.shape
-    dx = _conv2d(dy, weight, *conv_geometry,
-                 what="conv_transpose2d backward (dx)")[:, :, :H, :W]    # (N, C_in, H, W)
-    x_full = _pad_to_conv_output(x, y_shape, weight, conv_geometry)
-    dweight = _conv2d_weight_grad(x_full, dy, weight.shape, *conv_geometry,
-                                  what="conv_transpose2d backward (dweight)")
-    return get_array_module(dx).ascontiguousarray(dx), dweight, dbias
+    call = _call(x, weight.shape, *options, y_shape)
+    with memory.purpose("conv_transpose2d backward"):
+        return dispatch.run("conv_transpose2d.backward", call, dy, x, weight, cache.has_bias,
+                            *options)
 
 
-def _transpose_geometry(x_shape, w_shape, stride, padding, output_padding, dilation):
-    """Validate the options; return them as pairs, with the output shape (N, C_out, OH, OW)."""
-    stride = _checks.pair("stride", stride, minimum=1)
-    padding = _checks.pair("padding", padding, minimum=0)
-    output_padding = _checks.pair("output_padding", output_padding, minimum=0)
-    dilation = _checks.pair("dilation", dilation, minimum=1)
-    for a in range(2):
-        if output_padding[a] >= max(stride[a], dilation[a]):
-            raise ValueError(f"output_padding must be smaller than either stride or dilation, "
-                             f"got output_padding={output_padding}, stride={stride}, "
-                             f"dilation={dilation}")
-    out = tuple(conv_transpose_output_size(x_shape[2 + a], w_shape[2 + a], stride[a],
-                                           padding[a], output_padding[a], dilation[a])
-                for a in range(2))
-    if min(out) < 1:
-        raise ValueError(f"padding {padding} removes more than the {x_shape[2]}x{x_shape[3]} "
-                         f"input produces: the output size would be {out[0]}x{out[1]}, too "
-                         f"small (at least 1x1)")
-    return stride, padding, output_padding, dilation, (x_shape[0], w_shape[1]) + out
-
-
-def _pad_to_conv_output(x, y_shape, weight, conv_geometry):
-    """x padded with zeros at the bottom/right to the size conv2d maps y_shape to.
-
-    That size equals x's unless output_padding >= stride (allowed when it is below the
-    dilation): then the convolution of y has extra rows that no input pixel feeds.
-    """
-    stride, padding, dilation = conv_geometry
-    full = tuple(conv_output_size(y_shape[2 + a], weight.shape[2 + a], stride[a], padding[a],
-                                  dilation[a]) for a in range(2))
-    extra = (full[0] - x.shape[2], full[1] - x.shape[3])
-    if extra == (0, 0):
-        return x
-    xp = get_array_module(x)
-    return xp.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))     # (N, C_in, H', W')
+def _call(x, w_shape, stride, padding, output_padding, dilation, y_shape) -> dispatch.Call:
+    return dispatch.Call(dispatch.device_kind(x), x.dtype, tuple(x.shape), tuple(w_shape),
+                         tuple(w_shape[2:]), stride, padding, dilation, tuple(y_shape[2:]),
+                         output_padding)

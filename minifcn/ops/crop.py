@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..backend import get_array_module
-from ..memory import result as result_array
 from .. import _validate as _checks
+from . import dispatch
 
 
 class CropCache(NamedTuple):
@@ -58,8 +57,8 @@ def crop_forward(x, offset, size):
         raise ValueError(f"the crop does not fit in x: offset {(top, left)} + size {(h, w)} "
                          f"= {(top + h, left + w)} exceeds x's spatial size {(H, W)} "
                          f"(x has shape {tuple(x.shape)}); reduce offset or size")
-    y = result_array(get_array_module(x), tuple(x.shape[:2]) + (h, w), x.dtype, "crop forward")
-    y[...] = x[:, :, top:top + h, left:left + w]   # (N, C, h, w), C order
+    call = dispatch.Call(dispatch.device_kind(x), x.dtype, tuple(x.shape))
+    y = dispatch.run("crop.forward", call, x, (top, left), (h, w))
     return y, CropCache(tuple(x.shape), x.dtype, (top, left), (h, w))
 
 
@@ -88,7 +87,5 @@ def crop_backward(dy, cache: CropCache):
     N, C = cache.x_shape[:2]
     (top, left), (h, w) = cache.offset, cache.size
     _checks.grad_shape(dy, (N, C, h, w), cache.dtype)
-    xp = get_array_module(dy)
-    dx = result_array(xp, cache.x_shape, dy.dtype, "crop backward", zeros=True)  # (N,C,H,W)
-    dx[:, :, top:top + h, left:left + w] = dy
-    return dx
+    call = dispatch.Call(dispatch.device_kind(dy), dy.dtype, cache.x_shape)
+    return dispatch.run("crop.backward", call, dy, cache.x_shape, (top, left), (h, w))

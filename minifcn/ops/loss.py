@@ -13,8 +13,9 @@ Every exponential is taken of ``x - max(x)``, which is at most 0, so nothing ove
     \log \sum_c e^{x_c} = m + \log \sum_c e^{x_c - m}, \qquad
     \mathrm{softmax}(x)_c = \frac{e^{x_c - m}}{\sum_k e^{x_k - m}}.
 
-No one-hot matrix is ever built: the target's logit is gathered through flat indices, and
-the backward subtracts 1 at the same positions.
+``reference/loss.py`` computes it with an explicit one-hot matrix; the fast path
+(``fast/pooled.py``) gathers the target's logit through flat indices instead and writes into
+recycled memory.
 """
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import array_module_of, get_array_module
-from ..memory import result as result_array
 from .. import _validate as _checks
+from ..backend import array_module_of, get_array_module
+from . import dispatch
+from .reference import loss as _reference
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -50,12 +52,7 @@ def softmax(x, axis=1):
 
     Subtracting the maximum changes nothing mathematically and keeps every exponent <= 0.
     """
-    axis = _check_softmax_args(x, axis)
-    xp = get_array_module(x)
-    e = x - x.max(axis=axis, keepdims=True)            # <= 0, so exp cannot overflow
-    xp.exp(e, out=e)
-    e /= e.sum(axis=axis, keepdims=True)               # the max's own term is 1: no 0/0
-    return e
+    return _reference.softmax(x, _check_softmax_args(x, axis))
 
 
 def log_softmax(x, axis=1):
@@ -76,11 +73,7 @@ def log_softmax(x, axis=1):
 
     so a class whose probability underflows to 0 still gets its finite log-probability.
     """
-    axis = _check_softmax_args(x, axis)
-    xp = get_array_module(x)
-    z = x - x.max(axis=axis, keepdims=True)            # <= 0
-    z -= xp.log(xp.exp(z).sum(axis=axis, keepdims=True))
-    return z
+    return _reference.log_softmax(x, _check_softmax_args(x, axis))
 
 
 def _check_softmax_args(x, axis) -> int:
@@ -99,7 +92,7 @@ class SoftmaxCrossEntropyCache(NamedTuple):
     """What ``softmax_cross_entropy_backward`` needs: the softmax probabilities (cached, not
     recomputed; the backward starts from a copy of them) and per-pixel factors."""
     prob: object          # (N, C, S) softmax of the logits, S = H*W (1 for (N, C) logits)
-    index: object         # (N, S) int64: flat position of (n, t[n, s], s) in prob
+    labels: object        # (N, S) int64: the target, 0 at ignored pixels
     scale: object         # (N, S) w[t] / normaliser; 0 at ignored pixels
     logits_shape: tuple   # (N, C, H, W) or (N, C): the shape dlogits takes
     reduction: str
@@ -171,47 +164,13 @@ def softmax_cross_entropy_forward(logits, target, weight=None, ignore_index=255,
     anyway, and :func:`minifcn.train.train` stops with ``TrainingDiverged`` as soon as it
     is not finite.
     """
-    reduction, ignore_index = _check_options(reduction, ignore_index)
+    reduction, ignore_index = loss_options(reduction, ignore_index)
     xp = _check_arrays(logits, target, weight)
-    N, C = logits.shape[:2]
-    S = int(np.prod(logits.shape[2:], dtype=np.int64))   # pixels per image; 1 for (N, C)
-    t = target.reshape(N, S).astype(xp.int64)               # (N, S), a copy we may change
-    valid = t != ignore_index
-    _check_labels(xp, t, valid, C, ignore_index, target.shape)
-    t[~valid] = 0                                           # any class: its scale is 0
-    index = (xp.arange(N, dtype=xp.int64)[:, None] * C + t) * S + xp.arange(S)  # (N, S)
-
-    x = logits.reshape(N, C, S)                             # a view when strides allow
-    z = result_array(xp, (N, C, S), logits.dtype,
-                     "softmax_cross_entropy forward")       # C order: flat indices hold
-    xp.subtract(x, x.max(axis=1, keepdims=True), out=z)     # x - m <= 0
-    z_t = xp.take(z.reshape(-1), index)                     # (N, S): x_t - m, no one-hot
-    xp.exp(z, out=z)                                        # (N, C, S), all in [0, 1]
-    sum_exp = z.sum(axis=1)                                 # (N, S), >= 1
-    prob = z
-    prob /= sum_exp[:, None, :]                             # the softmax, kept for backward
-
-    w_t = valid.astype(logits.dtype) if weight is None else weight[t] * valid   # (N, S)
-    pixel_loss = xp.where(valid, w_t * (xp.log(sum_exp) - z_t),
-                          logits.dtype.type(0))             # (N, S), 0 where ignored, NaN too
-    loss, scale = _reduce(xp, pixel_loss, w_t, reduction)
-    if reduction == "none":
-        loss = loss.reshape(target.shape)                   # (N, H, W)
-    return loss, SoftmaxCrossEntropyCache(prob, index, scale, tuple(logits.shape), reduction)
-
-
-def _reduce(xp, pixel_loss, w_t, reduction):
-    """The loss, and the factor (dL/d ell_i) * w_t per pixel that the backward needs."""
-    if reduction == "none":
-        return pixel_loss, w_t
-    if reduction == "sum":
-        return xp.asarray(pixel_loss.sum(), dtype=pixel_loss.dtype), w_t
-    total_weight = w_t.sum()
-    # Z = 0 (every pixel ignored): divide by 1 instead, and the loss is 0/1 = 0, scale 0.
-    # xp.where keeps this on the device: no GPU synchronisation to test Z.
-    normaliser = xp.where(total_weight != 0, total_weight, xp.ones_like(total_weight))
-    loss = xp.asarray(pixel_loss.sum() / normaliser, dtype=pixel_loss.dtype)
-    return loss, w_t / normaliser
+    _check_labels(xp, target, logits.shape[1], ignore_index)
+    call = dispatch.Call(dispatch.device_kind(logits), logits.dtype, tuple(logits.shape))
+    loss, prob, labels, scale = dispatch.run("softmax_cross_entropy.forward", call, logits,
+                                             target, weight, ignore_index, reduction)
+    return loss, SoftmaxCrossEntropyCache(prob, labels, scale, tuple(logits.shape), reduction)
 
 
 def softmax_cross_entropy_backward(dloss, cache: SoftmaxCrossEntropyCache):
@@ -245,12 +204,10 @@ def softmax_cross_entropy_backward(dloss, cache: SoftmaxCrossEntropyCache):
     """
     _checks.cache_of(cache, SoftmaxCrossEntropyCache, "softmax_cross_entropy_forward")
     xp = get_array_module(cache.prob)
-    g = _upstream(xp, dloss, cache) * cache.scale           # (N, S)
-    dlogits = result_array(xp, cache.prob.shape, cache.prob.dtype,
-                           "softmax_cross_entropy backward")  # (N, C, S), C order
-    xp.multiply(cache.prob, g[:, None, :], out=dlogits)
-    dlogits.reshape(-1)[cache.index] -= g                   # - [c = t]: one entry per pixel
-    return dlogits.reshape(cache.logits_shape), None, None  # (N, C, H, W)
+    call = dispatch.Call(dispatch.device_kind(cache.prob), cache.prob.dtype, cache.logits_shape)
+    dlogits = dispatch.run("softmax_cross_entropy.backward", call, _upstream(xp, dloss, cache),
+                           cache.prob, cache.labels, cache.scale, cache.logits_shape)
+    return dlogits, None, None                              # target and weight: no gradient
 
 
 def _upstream(xp, dloss, cache):
@@ -258,7 +215,7 @@ def _upstream(xp, dloss, cache):
     dtype = cache.prob.dtype
     if isinstance(dloss, numbers.Real) and not isinstance(dloss, bool):
         return xp.asarray(dloss, dtype=dtype)
-    N, S = cache.index.shape
+    N, S = cache.labels.shape
     expected = (cache.logits_shape[:1] + cache.logits_shape[2:]
                 if cache.reduction == "none" else ())
     _checks.float_array("dloss", dloss)
@@ -273,7 +230,8 @@ def _upstream(xp, dloss, cache):
 
 # --- argument checks -----------------------------------------------------------------------
 
-def _check_options(reduction, ignore_index):
+def loss_options(reduction, ignore_index):
+    """Validate ``reduction`` and ``ignore_index`` (shared with ``nn.SoftmaxCrossEntropyLoss``)."""
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}, "
                          f"got {reduction!r}")
@@ -310,14 +268,15 @@ def _check_arrays(logits, target, weight):
     return xp
 
 
-def _check_labels(xp, t, valid, n_classes, ignore_index, shape):
+def _check_labels(xp, target, n_classes, ignore_index):
     """Raise ValueError naming the first label outside [0, C) that is not ignore_index."""
-    bad = valid & ((t < 0) | (t >= n_classes))
+    t = target.reshape(-1).astype(xp.int64)
+    bad = (t != ignore_index) & ((t < 0) | (t >= n_classes))
     if not bool(bad.any()):
         return
     where = xp.flatnonzero(bad)
     first = int(where[0])
-    value = int(t.reshape(-1)[first])
-    position = tuple(int(i) for i in np.unravel_index(first, shape))
+    value = int(t[first])
+    position = tuple(int(i) for i in np.unravel_index(first, target.shape))
     raise ValueError(f"target has {where.size} label(s) outside [0, {n_classes}) that are not "
                      f"ignore_index={ignore_index}: the first is {value} at index {position}")

@@ -9,8 +9,9 @@ neighbouring input rows. So resizing along H and along W are two small matrices,
     y = A_h\, x\, A_w^T \quad\text{(per (n, c) plane)}, \qquad
     dx = A_h^T\, dy\, A_w .
 
-Both passes are two GEMMs, deterministic (no scatter, no atomics), on NumPy or CuPy alike.
-The matrices are built on the host with NumPy (they are tiny) and moved to x's device.
+Both passes are two GEMMs, deterministic (no scatter, no atomics), on NumPy or CuPy alike
+(``reference/upsample.py``; there is no fast path). The matrices are built on the host with
+NumPy (they are tiny) and moved to x's device.
 
 FCN does not call an interpolation routine: its ``upscore`` layers are transposed
 convolutions (kernel 2s, stride s) whose weight starts as :func:`bilinear_upsampling_weight`.
@@ -25,8 +26,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import array_module_of, get_array_module
 from .. import _validate as _checks
+from ..backend import array_module_of
+from . import dispatch
+from .reference.upsample import linear_interpolation_matrix  # noqa: F401 (public here too)
 
 
 class Upsample2dCache(NamedTuple):
@@ -78,15 +81,12 @@ def upsample_bilinear2d_forward(x, size=None, scale_factor=None, align_corners=F
     rather than resampled at ``(o + 0.5)/1.2 - 0.5``.
     """
     _checks.image_batch("x", x)
-    N, C, H, W = x.shape
-    align_corners = _check_bool("align_corners", align_corners)
-    (OH, OW), scales = _output_size(H, W, size, scale_factor)
-    xp = get_array_module(x)
-    a_h = xp.asarray(linear_interpolation_matrix(H, OH, align_corners, scales[0]), x.dtype)
-    a_w = xp.asarray(linear_interpolation_matrix(W, OW, align_corners, scales[1]), x.dtype)
-    t = xp.matmul(a_h, x.reshape(N * C, H, W))                         # (N*C, OH, W)
-    y = t.reshape(N * C * OH, W) @ a_w.T                               # (N*C*OH, OW)
-    return y.reshape(N, C, OH, OW), Upsample2dCache(a_h, a_w, tuple(x.shape))
+    align_corners = _checks.boolean("align_corners", align_corners)
+    out, scales = _output_size(x.shape[2], x.shape[3], size, scale_factor)
+    call = dispatch.Call(dispatch.device_kind(x), x.dtype, tuple(x.shape), out=out)
+    y, a_h, a_w = dispatch.run("upsample_bilinear2d.forward", call, x, out, align_corners,
+                               scales)
+    return y, Upsample2dCache(a_h, a_w, tuple(x.shape))
 
 
 def upsample_bilinear2d_backward(dy, cache: Upsample2dCache):
@@ -117,38 +117,8 @@ def upsample_bilinear2d_backward(dy, cache: Upsample2dCache):
     OH, OW = a_h.shape[0], a_w.shape[0]
     _checks.grad_shape(dy, (N, C, OH, OW), a_h.dtype)
     array_module_of(dy=dy, cache=a_h)
-    xp = get_array_module(dy)
-    t = dy.reshape(N * C * OH, OW) @ a_w                               # (N*C*OH, W)
-    dx = xp.matmul(a_h.T, t.reshape(N * C, OH, W))                     # (N*C, H, W)
-    return dx.reshape(N, C, H, W)
-
-
-def linear_interpolation_matrix(in_size: int, out_size: int, align_corners: bool = False,
-                                scale_factor: float | None = None) -> np.ndarray:
-    """The ``(out_size, in_size)`` float64 NumPy matrix of 1-D linear interpolation.
-
-    Row o holds the weights ``1 - t`` and ``t`` of the two neighbours of o's source
-    coordinate (see the Notes of :func:`upsample_bilinear2d_forward`); each row sums to 1.
-    ``scale_factor`` is the user's scale, used (as ``1/s``) for the source coordinate
-    when ``align_corners`` is False; None uses ``in_size / out_size``. Equal sizes give the
-    identity (a copy), whatever the scale, as in PyTorch.
-    """
-    if out_size == in_size:
-        return np.eye(in_size)
-    o = np.arange(out_size, dtype=np.float64)
-    if align_corners:
-        ratio = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
-        src = ratio * o
-    else:
-        ratio = 1.0 / scale_factor if scale_factor else in_size / out_size
-        src = np.maximum(ratio * (o + 0.5) - 0.5, 0.0)
-    i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-    i1 = np.minimum(i0 + 1, in_size - 1)
-    t = np.clip(src - i0, 0.0, 1.0)
-    a = np.zeros((out_size, in_size))
-    np.add.at(a, (np.arange(out_size), i0), 1.0 - t)   # i0 == i1 at the clamped border
-    np.add.at(a, (np.arange(out_size), i1), t)
-    return a
+    call = dispatch.Call(dispatch.device_kind(dy), dy.dtype, (N, C, H, W), out=(OH, OW))
+    return dispatch.run("upsample_bilinear2d.backward", call, dy, a_h, a_w)
 
 
 def resize_options(size, scale_factor):
@@ -184,12 +154,6 @@ def _scale_pair(scale_factor):
     if not all(math.isfinite(v) and v > 0 for v in values):
         raise ValueError(f"scale_factor must be positive and finite, got {scale_factor!r}")
     return values
-
-
-def _check_bool(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 # --- FCN's bilinear kernels -------------------------------------------------------------------

@@ -37,8 +37,8 @@ from ..bench import conv_flops
 from ..models.coord import IDENTITY, CoordMap, crop_offset, layer_map
 from ..nn import Conv2d, ConvTranspose2d, Dropout, MaxPool2d, ReLU
 from .. import _validate as _checks
-from ..ops.im2col import _is_pointwise, conv_output_size, conv_transpose_output_size
-from ..ops.pool import max_pool2d_output_size
+from ..ops.arguments import conv_output_size, conv_transpose_output_size, is_pointwise
+from ..ops.arguments import max_pool2d_output_size
 
 
 class LayerRow(NamedTuple):
@@ -240,7 +240,7 @@ def _conv(conv, name, x, itemsize) -> _Step:
               in zip((H, W), (KH, KW), stride, padding, dilation))
     if min(OH, OW) < 1:
         raise ValueError(f"{name}: its {KH}x{KW} kernel does not fit {x.name} ({H}x{W})")
-    pointwise = _is_pointwise((KH, KW), stride, padding)
+    pointwise = is_pointwise((KH, KW), stride, padding)
     col = 0 if pointwise else C * KH * KW * N * OH * OW * itemsize          # im2col(x)
     return _Step("conv", _geometry((KH, KW), stride, padding, dilation), (N, F, OH, OW),
                  conv_flops(x.shape, conv.weight.shape, (OH, OW)), col,
@@ -258,7 +258,7 @@ def _conv_transpose(layer, name, x, itemsize) -> _Step:
               in zip((H, W), (KH, KW), stride, padding, o["output_padding"], dilation))
     # The adjoint convolution maps (N, C_out, OH, OW) to x's shape, with the same FLOPs.
     flops = conv_flops((N, C_out, OH, OW), layer.weight.shape, (H, W))
-    pointwise = _is_pointwise((KH, KW), stride, padding)
+    pointwise = is_pointwise((KH, KW), stride, padding)
     col = 0 if pointwise else C_out * KH * KW * N * H * W * itemsize       # W^T x, col2im'd
     reach = -(-(dilation[0] * (KH - 1) + 1) // stride[0])                   # ceil(K / S)
     return _Step("conv_transpose", _geometry((KH, KW), stride, padding, dilation),

@@ -25,27 +25,42 @@ conv2d's weight and input gradients on the small grid: each one GEMM with a long
 dimension (``S_H*S_W*F`` or ``T*U``), and a col2im of ``M_H*M_W`` taps of x's size instead of
 an im2col of dy with ``KH*KW`` taps (for upscore8, 84 rows instead of 5376).
 
-Used for dilation 1, ``K >= S`` on both axes and ``S > 1`` on one (``conv_transpose.py``
-decides); on NumPy and CuPy alike (it is written against ``xp``, with the im2col/col2im of
-``im2col.py``). Chunks follow the workspace limit through ``_conv_gemm._plan``, over images
-and rows of the phase grid. Results equal the col2im path's up to the order of additions.
+Used for dilation 1, ``K >= S`` on both axes and ``S > 1`` on one (:data:`RULE`); on NumPy
+and CuPy alike (written against ``xp``, with the window copies of :mod:`.windows`). Chunks
+follow the workspace limit through :func:`.gemm.plan`, over images and rows of the phase
+grid. Results equal the reference's up to the order of additions.
 """
 from __future__ import annotations
 
 from typing import NamedTuple
 
-from .. import memory
-from ..backend import get_array_module
-from . import _conv_gemm
-from ._conv_gemm import _columns, _Conv, _conv
-from .im2col import _col2im_add, _window_slices
+from ... import memory
+from ...backend import get_array_module
+from .gemm import ConvShape, accumulate, add_bias, chunk_columns, conv_shape, plan
+from .windows import col2im_add, window_slices
+
+RULE = ("a stride above 1, dilation 1, and a kernel at least the stride on both axes "
+        "(K < S would leave phases of zeros)")
 
 
-def applies(kernel, stride, dilation) -> bool:
-    """Whether the phase path computes this transposed convolution: strided, undilated, and
-    every phase has taps (``K < S`` would leave phases of zeros: the col2im path is cheaper)."""
-    return (dilation == (1, 1) and stride != (1, 1)
-            and all(k >= s for k, s in zip(kernel, stride)))
+def applies(call) -> bool:
+    """Whether the phase path computes this transposed convolution."""
+    return (call.dilation == (1, 1) and call.stride != (1, 1)
+            and all(k >= s for k, s in zip(call.w_shape[2:], call.stride)))
+
+
+def transpose_forward(x, weight, bias, stride, padding, output_padding, dilation):
+    """conv_transpose2d's forward (the registered signature)."""
+    N, F = x.shape[0], weight.shape[1]
+    out = tuple((x.shape[2 + a] - 1) * stride[a] - 2 * padding[a] + weight.shape[2 + a]
+                + output_padding[a] for a in range(2))
+    return add_bias(forward(x, weight, stride, padding, (N, F) + out), bias)
+
+
+def transpose_backward(dy, x, weight, has_bias, stride, padding, output_padding, dilation):
+    """conv_transpose2d's backward (the registered signature): (dx, dweight, dbias)."""
+    dx, dweight = backward(dy, x, weight, stride, padding)
+    return dx, dweight, (dy.sum(axis=(0, 2, 3)) if has_bias else None)
 
 
 class _Grid(NamedTuple):
@@ -97,10 +112,10 @@ def _weight_of_matrix(matrix, w_shape, grid: _Grid):
     return xp.ascontiguousarray(full[:, :, :KH, :KW])
 
 
-def _correlation(xp, x, grid: _Grid, G, what) -> _Conv:
+def _correlation(xp, x, grid: _Grid, G, what) -> ConvShape:
     """The geometry of the phases' correlation: x by (G, C, M_H, M_W), stride 1, padding
-    M - 1, giving the (T, U) grid; ``_columns`` of it is the forward's im2col."""
-    return _conv(xp, x.shape, (G, x.shape[1]) + grid.taps, (1, 1),
+    M - 1, giving the (T, U) grid; ``chunk_columns`` of it is the forward's im2col."""
+    return conv_shape(xp, x.shape, (G, x.shape[1]) + grid.taps, (1, 1),
                  (grid.taps[0] - 1, grid.taps[1] - 1), (1, 1), x.dtype,
                  f"{what} (stride phases)")
 
@@ -119,10 +134,10 @@ def forward(x, weight, stride, padding, y_shape, what="conv_transpose2d forward"
                   for a in range(2))
     y = memory.result(xp, y_shape, x.dtype, conv.describe(),
                                zeros=not covered)                    # (N, F, OH, OW)
-    for chunk in _conv_gemm._plan(conv, lambda k, r: _forward_bytes(conv, G, k, r)):
+    for chunk in plan(conv, lambda k, r: _forward_bytes(conv, G, k, r)):
         n0, n1, r0, r1 = chunk
         L = (r1 - r0) * U
-        with _columns(x, conv, chunk) as col, \
+        with chunk_columns(x, conv, chunk) as col, \
                 memory.scratch(xp, (G, (n1 - n0) * L), x.dtype,
                                  f"phases of {conv.describe()}") as z:
             xp.matmul(w_mat, col, out=z)                              # (G, images*rows*U)
@@ -132,7 +147,7 @@ def forward(x, weight, stride, padding, y_shape, what="conv_transpose2d forward"
     return y
 
 
-def _forward_bytes(conv: _Conv, G, images, rows):
+def _forward_bytes(conv: ConvShape, G, images, rows):
     """The largest buffer of a forward chunk: the im2col of x or the phases' output."""
     return max(conv.col_bytes(images, rows), G * images * rows * conv.out[1] * conv.itemsize)
 
@@ -151,7 +166,7 @@ def _phase_slices(grid: _Grid, r0, size):
     """For each phase (a, b): the slices ``((p, h), (q, w))`` of the grid block (rows r0 on,
     ``size`` = (rows, U)) and of the output that it lands on, or None where it misses."""
     offset = (grid.padding[0] - r0 * grid.stride[0], grid.padding[1])
-    return [((a, b), _window_slices(grid.out, size, grid.stride, offset, (1, 1), a, b))
+    return [((a, b), window_slices(grid.out, size, grid.stride, offset, (1, 1), a, b))
             for a in range(grid.stride[0]) for b in range(grid.stride[1])]
 
 
@@ -170,32 +185,32 @@ def backward(dy, x, weight, stride, padding, what="conv_transpose2d backward"):
     dx = memory.result(xp, x.shape, dy.dtype, conv.describe(),
                                 zeros=True)                          # (N, C, H, W)
     dw = None                                                        # (G, C*MH*MW)
-    for chunk in _conv_gemm._plan(conv, lambda k, r: _backward_bytes(conv, G, k, r)):
+    for chunk in plan(conv, lambda k, r: _backward_bytes(conv, G, k, r)):
         n0, n1, r0, r1 = chunk
         L = (n1 - n0) * (r1 - r0) * grid.size[1]
         with memory.scratch(xp, (G, L), dy.dtype, f"phases of dy for {conv.describe()}") \
-                as d, _columns(x, conv, chunk) as col:
+                as d, chunk_columns(x, conv, chunk) as col:
             _dy_phases(dy[n0:n1], d, grid, r0, r1 - r0)                # (G, images*rows*U)
             if dw is None:
                 dw = xp.matmul(d, col.T)                             # (G, C*MH*MW), fresh
             else:
-                _conv_gemm._accumulate(dw, d, col, conv)
+                accumulate(dw, d, col, conv)
             with memory.scratch(xp, (ckk, L), dy.dtype, f"col2im for {conv.describe()}") \
                     as dcol:
                 xp.matmul(w_mat.T, d, out=dcol)                      # (C*MH*MW, images*rows*U)
                 dcol6 = dcol.reshape(conv.w_shape[1:] + (n1 - n0, r1 - r0, grid.size[1]))
                 offset = (conv.padding[0] - r0, conv.padding[1])
-                _col2im_add(dcol6, dx[n0:n1], (1, 1), offset, (1, 1),
+                col2im_add(dcol6, dx[n0:n1], (1, 1), offset, (1, 1),
                             whole=(r0, r1) == (0, conv.out[0]))
     return dx, _weight_of_matrix(dw, weight.shape, grid)
 
 
-def _backward_bytes(conv: _Conv, G, images, rows):
+def _backward_bytes(conv: ConvShape, G, images, rows):
     """The largest buffer of a backward chunk: dy's phases, the im2col of x or its col2im
     (the same size), or the GPU col2im's rows."""
     columns = images * rows * conv.out[1]
     return max(G * columns * conv.itemsize, conv.ckk * columns * conv.itemsize,
-               _conv_gemm._rows_bytes(conv, images, rows))
+               conv.rows_bytes(images, rows))
 
 
 def _dy_phases(dy, d, grid: _Grid, r0, rows):

@@ -20,8 +20,8 @@ GEMM does 2*9*F*C per pixel: 4x fewer.
 The price is rounding: ``B^T`` and ``A^T`` hold 4, 5 and 8, ``G`` holds 1/6 and 1/24, so in
 float32 the result differs from im2col's by about 1e-5 of the output's largest value
 (im2col's own rounding is about 5e-7). minifcn therefore takes this path only where it pays
-and only in float32 (:func:`applies`); float64, and so every gradient check, stays on im2col.
-``minifcn.ops.set_conv_algorithm("im2col")`` turns it off.
+and only in float32 (:data:`RULE`); float64, and so every gradient check, stays on im2col.
+``minifcn.ops.set_algorithm("im2col")`` turns it off.
 
 **The weight gradient** uses the same transforms, transposed. Reading the 1-D algorithm
 ``y = A^T [(G g) * (B^T d)]`` as a bilinear form, ``u . y = sum_t (A u)_t (G g)_t (B^T d)_t``
@@ -42,12 +42,11 @@ that the transformed tiles stay in the cache between the transforms and the GEMM
 from __future__ import annotations
 
 import contextlib
-import os
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .. import memory
+from ... import memory
 
 # Interpolation points 0, 1, -1, 2, -2 and infinity (Lavin and Gray's F(4x4, 3x3)).
 BT = np.array([[4, 0, -5, 0, 1, 0],
@@ -68,53 +67,61 @@ AT = np.array([[1, 1, 1, 1, 1, 0],
                [0, 1, -1, 8, -8, 1]], dtype=np.float64)
 M_OUT, ALPHA = 4, 6                   # output tile, input tile
 
-ALGORITHMS = ("auto", "im2col")
-ENV_VARIABLE = "MINIFCN_CONV_ALGORITHM"
 MIN_CHANNELS = 128                    # below, the transforms cost more than the GEMMs save
 TILE_BYTES = 8 * 2 ** 20              # the transformed tiles of one chunk (cache-sized)
 MIN_TILES = 256                       # ... but at least this many tiles: GEMMs worth a call
 
-
-class _Settings:
-    algorithm = "auto"
-    environment_error = None          # a MINIFCN_CONV_ALGORITHM that is not an algorithm
-
-
-_settings = _Settings()
+RULE = (f"CPU, float32, a 3x3 kernel, stride and dilation 1, padding at most 2, at least "
+        f"{MIN_CHANNELS} input channels, and its transformed weights (36*F*C values) and one "
+        f"tile row's scratch within the workspace limit")
 
 
-def set_conv_algorithm(name: str) -> None:
-    """``"auto"`` (the default): float32 3x3 stride-1 convolutions with at least 128 input
-    channels on the CPU use Winograd F(4x4, 3x3); ``"im2col"``: every convolution is im2col
-    + GEMM (the results then match PyTorch to float32 rounding, about 5e-7 relative)."""
-    if name not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {', '.join(map(repr, ALGORITHMS))}, "
-                         f"got {name!r}")
-    _settings.algorithm = name
-    _settings.environment_error = None
+def applies(call) -> bool:
+    """Whether a convolution (forward or weight gradient) takes this path."""
+    return (call.device == "cpu" and call.dtype == np.float32
+            and tuple(call.w_shape[2:]) == (3, 3) and call.stride == (1, 1)
+            and call.dilation == (1, 1) and max(call.padding) <= 2
+            and call.w_shape[1] >= MIN_CHANNELS and _fits(call))
 
 
-def get_conv_algorithm() -> str:
-    """The algorithm set by :func:`set_conv_algorithm` (or ``MINIFCN_CONV_ALGORITHM``)."""
-    if _settings.environment_error is not None:
-        raise _settings.environment_error
-    return _settings.algorithm
+def _fits(call) -> bool:
+    """The transformed weights (or the gradient's sums) and one tile row's scratch fit the
+    workspace limit."""
+    F, C = call.w_shape[:2]
+    TX = -(-(call.x_shape[3] + 2 * call.padding[1] - 2) // M_OUT)
+    return (memory.fits(_weights_bytes(F, C, 4))
+            and memory.fits(_chunk_bytes(C, F, 1, TX, 4)))
 
 
-def applies(xp, x_shape, w_shape, stride, padding, dilation, dtype) -> bool:
-    """Whether a convolution takes this path: ``"auto"``, NumPy, float32, a 3x3 kernel,
-    stride and dilation 1, padding at most 2, at least MIN_CHANNELS input channels."""
-    return (get_conv_algorithm() == "auto" and xp is np and dtype == np.float32
-            and tuple(w_shape[2:]) == (3, 3) and stride == (1, 1) and dilation == (1, 1)
-            and max(padding) <= 2 and w_shape[1] >= MIN_CHANNELS)
+def _weights_bytes(F, C, itemsize) -> int:
+    """U (the forward's transformed weights) or one of the weight gradient's sums."""
+    return 36 * F * C * itemsize
 
 
-def transformed_weight(weight):
-    r"""``U[a, b] = (G g G^T)[a, b]`` for every filter and channel, as (36, F, C): one GEMM
-    of ``kron(G, G)`` (36, 9) with the kernels as columns (9, F*C)."""
+def forward(x, weight, bias, stride, padding, dilation):
+    """y = conv2d(x, weight) + bias by Winograd F(4x4, 3x3) (stride and dilation 1)."""
+    N, F = x.shape[0], weight.shape[0]
+    out = tuple(x.shape[2 + a] + 2 * padding[a] - 2 for a in range(2))
+    y = memory.result(np, (N, F) + out, x.dtype, "conv2d forward (Winograd)")
+    conv3x3(np.ascontiguousarray(x), weight, padding, y)
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1)
+    return y
+
+
+def weight_grad(dy, x, weight_shape, stride, padding, dilation):
+    """dW (F, C, 3, 3) of y = conv2d(x, W) by the transposed Winograd transforms."""
+    dw = memory.result(np, weight_shape, x.dtype, "conv2d weight gradient (Winograd)")
+    return weight_grad3x3(np.ascontiguousarray(dy), np.ascontiguousarray(x), padding, dw)
+
+
+def transformed_weight(weight, out):
+    r"""``U[a, b] = (G g G^T)[a, b]`` for every filter and channel, as (36, F, C) in ``out``:
+    one GEMM of ``kron(G, G)`` (36, 9) with the kernels as columns (9, F*C)."""
     F, C = weight.shape[:2]
     kron = np.kron(G, G).astype(weight.dtype)                        # (36, 9)
-    return np.matmul(kron, weight.reshape(F * C, 9).T).reshape(36, F, C)
+    np.matmul(kron, weight.reshape(F * C, 9).T, out=out.reshape(36, F * C))
+    return out
 
 
 def conv3x3(x, weight, padding, y):
@@ -123,9 +130,10 @@ def conv3x3(x, weight, padding, y):
     N, C = x.shape[:2]
     F, (OH, OW) = weight.shape[0], y.shape[2:]
     TY, TX = -(-OH // M_OUT), -(-OW // M_OUT)
-    U = transformed_weight(weight)                                   # (36, F, C)
     rows = _rows(C, F, TY, TX, x.itemsize)
-    with _scratch(C, F, rows, TX, x.dtype) as (tile, v, m, s, out):
+    with memory.scratch(np, (36, F, C), x.dtype, "Winograd F(4x4, 3x3) weights") as u, \
+            _scratch(C, F, rows, TX, x.dtype) as (tile, v, m, s, out):
+        U = transformed_weight(weight, u)                            # (36, F, C)
         for n in range(N):
             for ty0 in range(0, TY, rows):
                 r = min(rows, TY - ty0)
@@ -141,9 +149,11 @@ def conv3x3(x, weight, padding, y):
 
 def _rows(C, F, TY, TX, itemsize) -> int:
     """Tile rows per chunk: transformed tiles of about TILE_BYTES, at least MIN_TILES
-    tiles, within the workspace limit."""
+    tiles, and no more than fit the workspace limit (at least one)."""
     rows = max(1, min(TY, max(TILE_BYTES // (36 * C * TX * itemsize), -(-MIN_TILES // TX))))
-    return _within_limit(rows, C, F, TX, itemsize)
+    fitting = memory.chunks(rows, lambda r: _chunk_bytes(C, F, r, TX, itemsize),
+                            "Winograd F(4x4, 3x3)", unit="tile row", required=False)
+    return fitting[0][1] if fitting else 1
 
 
 def weight_grad3x3(dy, x, padding, dw):
@@ -153,23 +163,36 @@ def weight_grad3x3(dy, x, padding, dw):
     F, (OH, OW) = dy.shape[1], dy.shape[2:]
     TY, TX = -(-OH // M_OUT), -(-OW // M_OUT)
     rows = _rows(C, F, TY, TX, x.itemsize)
+    block = _filter_block(F, C, x.itemsize)
     first = True
     with _scratch(C, F, rows, TX, x.dtype) as (tile, v, m, s, out), \
-            memory.scratch(np, (2, 36, F, C), x.dtype, "Winograd F(4x4, 3x3) sums") as sums:
-        acc, part = sums                                             # (36, F, C) each
+            memory.scratch(np, (36, F, C), x.dtype, "Winograd F(4x4, 3x3) sums") as acc, \
+            memory.scratch(np, (36, block, C), x.dtype, "Winograd F(4x4, 3x3) sums") as part:
         for n in range(N):
             for ty0 in range(0, TY, rows):
                 r = min(rows, TY - ty0)
                 _pad_rows(x[n], padding, ty0, r, TX, tile)
                 V = _transformed_tiles(tile, C, r, TX, v)            # (36, C, P)
                 D = _transformed_dy(dy[n], ty0, r, TX, m, s, out)    # (36, F, P)
-                np.matmul(D, V.transpose(0, 2, 1), out=acc if first else part)
-                if not first:
-                    acc += part
-                first = False
+                Vt = V.transpose(0, 2, 1)                            # (36, P, C)
+                if first:
+                    np.matmul(D, Vt, out=acc)                        # (36, F, C)
+                    first = False
+                    continue
+                for f0 in range(0, F, block):                        # acc += D V^T
+                    f1 = min(f0 + block, F)
+                    np.matmul(D[:, f0:f1], Vt, out=part[:, :f1 - f0])
+                    acc[:, f0:f1] += part[:, :f1 - f0]
         kron = np.kron(G, G).astype(x.dtype)                         # (36, 9)
         np.matmul(acc.reshape(36, F * C).T, kron, out=dw.reshape(F * C, 9))  # G^T M G
     return dw
+
+
+def _filter_block(F, C, itemsize) -> int:
+    """Filters per block of the weight gradient's partial sums: all of them, or as many
+    as fit the workspace limit beside the (36, F, C) sums themselves."""
+    return memory.chunks(F, lambda f: 36 * f * C * itemsize, "Winograd F(4x4, 3x3) sums",
+                         unit="filter")[0][1]
 
 
 def _transformed_dy(dy, ty0, r, TX, m, s, out):
@@ -198,13 +221,6 @@ def _chunk_bytes(C, F, rows, TX, itemsize) -> int:
     """The chunk's scratch: the padded rows, V twice, M, A^T M and Y."""
     P = rows * TX
     return itemsize * (C * (rows * M_OUT + 2) * (TX * M_OUT + 2) + 72 * C * P + 76 * F * P)
-
-
-def _within_limit(rows, C, F, TX, itemsize) -> int:
-    limit = memory.get_workspace_limit()
-    while rows > 1 and limit is not None and _chunk_bytes(C, F, rows, TX, itemsize) > limit:
-        rows -= 1                                        # the most rows that fit
-    return rows
 
 
 @contextlib.contextmanager
@@ -264,15 +280,3 @@ def _untransform(M, F, r, TX, s, out):
     Y = out[:16 * F * P].reshape(M_OUT, M_OUT, F * P)
     np.matmul(at, S.reshape(M_OUT, ALPHA, F * P), out=Y)             # (A^T M) A, over b
     return Y.reshape(M_OUT, M_OUT, F, r, TX)
-
-
-def _from_environment():
-    value = os.environ.get(ENV_VARIABLE, "").strip()
-    if value in ALGORITHMS:
-        _settings.algorithm = value
-    elif value:                       # raised on first use, so that `import minifcn` works
-        _settings.environment_error = ValueError(
-            f"{ENV_VARIABLE} must be one of {', '.join(ALGORITHMS)}, got {value!r}")
-
-
-_from_environment()

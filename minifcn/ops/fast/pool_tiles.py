@@ -12,7 +12,7 @@ each offset's view of dx once, ``dy * (argmax == k)``: no zero-filled dx to add 
 winner, so a masked copy is used instead).
 
 Windows cut by the bottom or right edge (ceil mode with a side not divisible by the kernel)
-go through the general loop of ``pool.py``; rows or columns that no window reads (floor
+go through the general loop of :mod:`.pool_strided`; rows or columns that no window reads (floor
 mode) get a zero gradient. Results equal the general loop's bit for bit: the same maxima,
 the same offsets, each dy copied (not summed) to its winner.
 """
@@ -22,15 +22,25 @@ import contextlib
 
 import numpy as np
 
-from .. import memory
-from .pool import _backward_cpu, _forward_cpu, _index_dtype
+from ... import memory
+from ..reference.pool import index_dtype
+from .pool_strided import backward as _backward_cpu, forward as _forward_cpu
 
 CHUNK_BYTES = 2 ** 20     # a chunk's de-interleaved columns: about one core's L2 cache
 
 
-def applies(kernel, stride, padding) -> bool:
+RULE = "NumPy, windows that tile x: kernel == stride, no padding"
+
+
+def applies(call) -> bool:
     """Whether the windows tile x: kernel == stride and no padding."""
-    return kernel == stride and padding == (0, 0)
+    return (call.device == "cpu" and call.kernel == call.stride and call.padding == (0, 0)
+            and memory.fits(_row_bytes(call.kernel, call.x_shape, call.dtype.itemsize)))
+
+
+def _row_bytes(kernel, x_shape, itemsize) -> int:
+    """The scratch of one row of windows: KH input rows of x's whole windows, de-interleaved."""
+    return kernel[0] * (x_shape[3] // kernel[1]) * kernel[1] * itemsize
 
 
 def _whole(x_shape, kernel):
@@ -47,14 +57,14 @@ def _chunks(planes, whole, row_bytes):
     """``(p0, p1, r0, r1)``: planes and rows of whole windows, in chunks whose de-interleaved
     columns take about :data:`CHUNK_BYTES` (or the workspace limit, if lower): whole planes,
     or rows of one plane."""
-    fh, limit = whole[0], memory.get_workspace_limit()
-    budget = CHUNK_BYTES if limit is None else min(CHUNK_BYTES, limit)
-    rows = max(1, budget // row_bytes)
-    if rows < fh:
-        return [(p, p + 1, r0, min(r0 + rows, fh)) for p in range(planes)
-                for r0 in range(0, fh, rows)]
-    step = max(1, budget // (row_bytes * fh))
-    return [(p0, min(p0 + step, planes), 0, fh) for p0 in range(0, planes, step)]
+    fh = whole[0]
+    rows = memory.chunks(fh, lambda r: r * row_bytes, budget=CHUNK_BYTES, required=False)
+    if rows is None or len(rows) > 1:
+        rows = rows or [(r, r + 1) for r in range(fh)]
+        return [(p, p + 1, r0, r1) for p in range(planes) for r0, r1 in rows]
+    groups = memory.chunks(planes, lambda n: n * fh * row_bytes, budget=CHUNK_BYTES,
+                           required=False) or [(p, p + 1) for p in range(planes)]
+    return [(p0, p1, 0, fh) for p0, p1 in groups]
 
 
 @contextlib.contextmanager
@@ -68,11 +78,11 @@ def _columns(a, kernel, whole, chunks):
 
 
 def forward(x, kernel, stride, padding, out):
-    """y and argmax as ``pool._forward_cpu`` computes them, for tiling windows."""
+    """y and argmax as the reference computes them, for tiling windows."""
     N, C = x.shape[:2]
     fh, fw = whole = _whole(x.shape, kernel)
     y = memory.result(np, (N, C) + out, x.dtype, "max_pool2d forward")  # (N,C,OH,OW)
-    argmax = memory.result(np, (N, C) + out, _index_dtype(kernel),
+    argmax = memory.result(np, (N, C) + out, index_dtype(kernel),
                                     "max_pool2d forward (argmax)")
     if fh and fw:
         _forward_whole(_planes(x), _planes(y), _planes(argmax), kernel, whole)

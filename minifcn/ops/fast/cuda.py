@@ -3,13 +3,21 @@
 Each kernel is a ``cupy.ElementwiseKernel``: CuPy launches one thread per element of the
 output and hands the thread its flat index ``i``; the body recovers the multi-index from
 ``i`` and computes that one element. ``T`` is the array dtype (float or double), so one
-source serves float32 and float64. Only this module and ``backend`` touch CuPy.
+source serves float32 and float64. Only this module and ``backend`` touch CuPy. The
+kernels compute what ``minifcn/ops/reference/`` computes, one output element per thread.
 """
 from __future__ import annotations
 
 import functools
 
-from ..backend import import_cupy
+from ...backend import import_cupy
+from ..reference.pool import index_dtype
+
+RULE = "CuPy arrays: one CUDA thread per output element (max_pool2d: per output, then per input)"
+
+
+def applies(call) -> bool:
+    return call.device == "cuda"
 
 _GEOMETRY_PARAMS = ("int32 N, int32 C, int32 H, int32 W, int32 KH, int32 KW, int32 OH, int32 OW, "
                     "int32 SH, int32 SW, int32 PH, int32 PW, int32 DH, int32 DW")
@@ -171,13 +179,13 @@ def _pool_args(x_shape, kernel, stride, padding, out):
             stride[0], stride[1], padding[0], padding[1])
 
 
-def max_pool2d_forward_gpu(x, kernel, stride, padding, out, index_dtype):
+def max_pool2d_forward_gpu(x, kernel, stride, padding, out):
     """CuPy max pooling, one thread per output: returns y and argmax, both (N, C, OH, OW)."""
     cupy = import_cupy()
     x = cupy.ascontiguousarray(x)
     shape = tuple(x.shape[:2]) + tuple(out)
     y = cupy.empty(shape, dtype=x.dtype)
-    argmax = cupy.empty(shape, dtype=index_dtype)
+    argmax = cupy.empty(shape, dtype=index_dtype(kernel))
     _kernel("max_pool2d_forward")(x, *_pool_args(x.shape, kernel, stride, padding, out),
                                   y, argmax)
     return y, argmax
