@@ -12,6 +12,7 @@ import math
 
 from ... import memory
 from ...backend import get_array_module
+from ..reference.loss import reduce_loss
 
 RULE = "any array: the reference's math, written into recycled result memory"
 
@@ -78,13 +79,8 @@ def loss_forward(logits, target, weight, ignore_index, reduction):
     prob /= sum_exp[:, None, :]                            # the softmax, kept for backward
     w_t = valid.astype(logits.dtype) if weight is None else weight[labels] * valid  # (N, S)
     pixel_loss = xp.where(valid, w_t * (xp.log(sum_exp) - z_t), logits.dtype.type(0))
-    if reduction == "none":
-        return pixel_loss.reshape(target.shape), prob, labels, w_t
-    if reduction == "sum":
-        return xp.asarray(pixel_loss.sum(), dtype=logits.dtype), prob, labels, w_t
-    Z = w_t.sum()
-    Z = xp.where(Z != 0, Z, xp.ones_like(Z))               # Z = 0: 0/1, on the device
-    return xp.asarray(pixel_loss.sum() / Z, dtype=logits.dtype), prob, labels, w_t / Z
+    loss, scale = reduce_loss(pixel_loss, w_t, reduction, target.shape)
+    return loss, prob, labels, scale
 
 
 def loss_backward(g, prob, labels, scale, logits_shape):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ...backend import get_array_module
 from .. import dispatch
+from ..reference.conv import pad_to_conv_output
 
 RULE = "any transposed convolution the stride phases do not take (conv2d's pieces, dispatched)"
 
@@ -25,16 +26,11 @@ def _conv_call(like, w_shape, image_shape, out, stride, padding, dilation):
                          tuple(out))
 
 
-def _full_input(x, y_shape, weight, stride, padding, dilation):
-    """x padded with zeros at the bottom/right to the size conv2d maps y_shape to (larger
-    than x only when output_padding >= stride, allowed below the dilation)."""
-    full = tuple((y_shape[2 + a] + 2 * padding[a] - dilation[a] * (weight.shape[2 + a] - 1)
-                  - 1) // stride[a] + 1 for a in range(2))
-    extra = (full[0] - x.shape[2], full[1] - x.shape[3])
-    if extra == (0, 0):
-        return x
-    xp = get_array_module(x)
-    return xp.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))     # (N, C_in, H', W')
+def _full_input(x, stride, output_padding):
+    """x, or x padded to the size conv2d maps y's size to (output_padding >= stride)."""
+    if all(o < s for o, s in zip(output_padding, stride)):
+        return x                                                     # no copy
+    return pad_to_conv_output(x, stride, output_padding)             # (N, C_in, H', W')
 
 
 def _y_shape(x, weight, stride, padding, output_padding, dilation):
@@ -46,7 +42,7 @@ def _y_shape(x, weight, stride, padding, output_padding, dilation):
 def forward(x, weight, bias, stride, padding, output_padding, dilation):
     """y = conv2d's input gradient with dy = x (+ bias)."""
     y_shape = _y_shape(x, weight, stride, padding, output_padding, dilation)
-    x_full = _full_input(x, y_shape, weight, stride, padding, dilation)
+    x_full = _full_input(x, stride, output_padding)
     call = _conv_call(x, weight.shape, y_shape, x_full.shape[2:], stride, padding, dilation)
     y = dispatch.run("conv2d.input_grad", call, x_full, weight, y_shape, stride, padding,
                      dilation)                                       # (N, C_out, OH, OW)
@@ -58,7 +54,7 @@ def forward(x, weight, bias, stride, padding, output_padding, dilation):
 def backward(dy, x, weight, has_bias, stride, padding, output_padding, dilation):
     """dx = conv2d(dy, W), dW = conv2d's weight gradient of dy with x's rows as dy's."""
     xp = get_array_module(dy)
-    x_full = _full_input(x, dy.shape, weight, stride, padding, dilation)
+    x_full = _full_input(x, stride, output_padding)
     call = _conv_call(dy, weight.shape, dy.shape, x_full.shape[2:], stride, padding, dilation)
     H, W = x.shape[2:]
     dx = dispatch.run("conv2d.forward", call, dy, weight, None, stride, padding,

@@ -95,7 +95,7 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding, d
     C_out, KH, KW = weight.shape[1:]
     OH = (H - 1) * stride[0] - 2 * padding[0] + dilation[0] * (KH - 1) + output_padding[0] + 1
     OW = (W - 1) * stride[1] - 2 * padding[1] + dilation[1] * (KW - 1) + output_padding[1] + 1
-    x_full = _pad_to_conv_output(x, stride, output_padding)       # (N, C_in, H', W')
+    x_full = pad_to_conv_output(x, stride, output_padding)       # (N, C_in, H', W')
     y = conv2d_input_grad(x_full, weight, (N, C_out, OH, OW), stride, padding,
                           dilation)                               # (N, C_out, OH, OW)
     if bias is not None:
@@ -119,13 +119,13 @@ def conv_transpose2d_backward(dy, x, weight, has_bias, stride, padding, output_p
     H, W = x.shape[2:]
     dx = conv2d_forward(dy, weight, None, stride, padding, dilation)   # (N, C_in, H', W')
     dx = xp.ascontiguousarray(dx[:, :, :H, :W])                   # (N, C_in, H, W)
-    x_full = _pad_to_conv_output(x, stride, output_padding)       # (N, C_in, H', W')
+    x_full = pad_to_conv_output(x, stride, output_padding)       # (N, C_in, H', W')
     dweight = conv2d_weight_grad(x_full, dy, weight.shape, stride, padding, dilation)
     dbias = dy.sum(axis=(0, 2, 3)) if has_bias else None          # (C_out,)
     return dx, dweight, dbias
 
 
-def _pad_to_conv_output(x, stride, output_padding):
+def pad_to_conv_output(x, stride, output_padding):
     """x with zero rows/columns at the bottom/right, to the size conv2d maps y's size to.
 
     That size is ``H' = H + output_padding // S``: it is H itself unless output_padding >= S

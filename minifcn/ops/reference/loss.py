@@ -58,13 +58,21 @@ def softmax_cross_entropy_forward(logits, target, weight, ignore_index, reductio
     log_p_t = xp.take_along_axis(log_p, labels[:, None, :], axis=1)[:, 0]   # (N, S)
     w_t = valid.astype(x.dtype) if weight is None else weight[labels] * valid   # (N, S)
     pixel_loss = xp.where(valid, -w_t * log_p_t, x.dtype.type(0))   # (N, S), 0 even at NaN
+    loss, scale = reduce_loss(pixel_loss, w_t, reduction, target.shape)
+    return loss, prob, labels, scale
+
+
+def reduce_loss(pixel_loss, w_t, reduction, shape):
+    r"""The reduction of the pixel losses (N, S), and the factor
+    :math:`\partial L / \partial \ell_i \cdot w_t` (N, S) that the backward needs."""
+    xp = get_array_module(pixel_loss)
     if reduction == "none":
-        return pixel_loss.reshape(target.shape), prob, labels, w_t   # loss (N, ...)
+        return pixel_loss.reshape(shape), w_t                 # loss (N, ...)
     if reduction == "sum":
-        return xp.asarray(pixel_loss.sum()), prob, labels, w_t
+        return xp.asarray(pixel_loss.sum()), w_t
     Z = w_t.sum()
     Z = xp.where(Z != 0, Z, xp.ones_like(Z))              # Z = 0: 0/1, on the device
-    return xp.asarray(pixel_loss.sum() / Z), prob, labels, w_t / Z
+    return xp.asarray(pixel_loss.sum() / Z), w_t / Z
 
 
 def softmax_cross_entropy_backward(g, prob, labels, scale, logits_shape):
