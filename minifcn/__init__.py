@@ -5,11 +5,11 @@ wrapped in thin stateful modules (``minifcn.nn``) and checked against finite dif
 (``minifcn.gradcheck``). ``minifcn.predict(model, image)`` segments one image (see
 ``minifcn.inference``).
 """
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from . import backend, gradcheck, memory, nn, ops  # noqa: E402
 from .memory import (WorkspaceLimitError, get_workspace_limit,  # noqa: E402
-                        set_workspace_limit)
+                     set_workspace_limit)
 
 __all__ = ["backend", "gradcheck", "nn", "ops", "predict", "memory",
            "set_workspace_limit", "get_workspace_limit", "WorkspaceLimitError", "__version__"]

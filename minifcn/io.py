@@ -46,7 +46,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .atomic import atomic_open, atomic_write  # noqa: F401  (part of this module's API)
 from .backend import asnumpy
 

@@ -112,14 +112,14 @@ def format_bytes(n: int) -> str:
 
 # --- The workspace limit and the one chunk planner ------------------------------------------
 
-class _Settings:
+class _Limits:
     limit = None                      # workspace limit in bytes, or None
     scratch_pool_limit = None         # None: three times the workspace limit
     scratch_pooled = True
     environment_error = None          # a MINIFCN_WORKSPACE_LIMIT that did not parse
 
 
-_settings = _Settings()
+_settings = _Limits()
 
 
 def set_workspace_limit(limit) -> None:

@@ -52,7 +52,7 @@ from typing import NamedTuple
 import numpy as np
 from tqdm import tqdm
 
-from . import __version__
+from ._version import __version__
 from .backend import asnumpy, to_device
 from .data.transforms import collate, normalize
 from .metrics import ConfusionMatrix, SegmentationMetrics

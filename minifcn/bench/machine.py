@@ -9,7 +9,7 @@ import platform
 
 import numpy
 
-from .. import __version__
+from .._version import __version__
 
 def blas_info() -> dict:
     """The BLAS NumPy calls for ``@``: name, version and build configuration, and where they

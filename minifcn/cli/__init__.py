@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import traceback
 
-from .. import __version__
+from .._version import __version__
 from ..memory import (ENV_VARIABLE, WorkspaceLimitError, WorkspaceMemoryError,
                          get_workspace_limit)
 from . import bench, convert, demo, gradcheck, predict, summary, train

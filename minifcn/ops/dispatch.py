@@ -63,12 +63,12 @@ _paths: dict[str, list[Path]] = {}
 _references: dict[str, Callable] = {}
 
 
-class _Settings:
+class _Choice:
     algorithm = "auto"
     environment_error = None     # an unknown MINIFCN_ALGORITHM, raised on first use
 
 
-_settings = _Settings()
+_settings = _Choice()
 
 
 # --- The registry --------------------------------------------------------------------------

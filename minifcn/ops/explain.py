@@ -50,13 +50,14 @@ class Explanation:
     __repr__ = __str__
 
 
-def explain(op: str, x_shape, weight_shape=None, *, kernel_size=None, stride=1, padding=0,
+def explain(op: str, x_shape, weight_shape=None, *, kernel_size=None, stride=None, padding=0,
             output_padding=0, dilation=1, ceil_mode=False, dtype="float32",
             device="cpu") -> Explanation:
     """Which implementation each piece of ``op`` runs for an input of ``x_shape`` (and a
     conv's ``weight_shape``, a pool's ``kernel_size``) under the current algorithm and
     workspace limit, and why: its rule, and the rules of the fast paths that did not apply.
-    ``op`` is a public op's name without ``_forward``, e.g. ``"conv2d"``."""
+    ``op`` is a public op's name without ``_forward``, e.g. ``"conv2d"``; options default
+    as in the op (``stride`` 1, or the kernel size for ``max_pool2d``)."""
     if op not in PIECES:
         raise ValueError(f"op must be one of {', '.join(PIECES)}, got {op!r}")
     _checks.float_dtype("dtype", dtype)
@@ -83,6 +84,8 @@ def explain(op: str, x_shape, weight_shape=None, *, kernel_size=None, stride=1, 
 
 def _call(op, x_shape, w_shape, kernel_size, stride, padding, output_padding, dilation,
           ceil_mode, dtype, device) -> dispatch.Call:
+    if stride is None and op != "max_pool2d":
+        stride = 1
     if op in ("conv2d", "conv_transpose2d") and w_shape is None:
         raise ValueError(f"{op} needs weight_shape")
     if op == "conv2d":
