@@ -3,13 +3,15 @@
     python benchmarks/compare_conv_backward.py              # 7 rounds, every layer
     python benchmarks/compare_conv_backward.py --rounds 3 --layers conv1_2 conv5_1
 
-The two choices in ``minifcn/ops/_conv_gemm.py``:
+Two choices of the fast paths (``minifcn/ops/fast/``):
 
-* dx for stride 1 as a correlation of dy with the flipped kernel (one im2col of dy and one
-  GEMM) against ``W^T dY`` and col2im (nine shifted adds onto a zeroed dx);
-* dW as ``(im2col(x) @ dY^T)^T`` against ``dY @ im2col(x)^T`` (TRANSPOSED_DW_FILTERS).
+* dx for stride 1 as a correlation of dy with the flipped kernel (``fast/correlation.py``:
+  a convolution of dy, by Winograd from 128 filters up) against ``W^T dY`` and col2im
+  (``fast/gemm.py``: nine shifted adds onto a zeroed dx);
+* dW as ``(im2col(x) @ dY^T)^T`` against ``dY @ im2col(x)^T`` (``gemm.TRANSPOSED_DW_FILTERS``;
+  the GEMM path itself, also where Winograd would take the layer).
 
-Each variant runs through minifcn's own helpers with the switch set one way or the other,
+Each variant runs through minifcn's own fast path with the switch set one way or the other,
 under the default workspace limit. The variants take turns, round after round, so that
 load from elsewhere falls on both alike; the first round is a warm-up. Prints the minimum
 and the median of each and the ratio of the minima (below 1: the choice pays).
@@ -23,7 +25,7 @@ import time
 import numpy as np
 
 from minifcn.bench import cpu_seconds, header_lines, other_load
-from minifcn.ops import _conv_gemm
+from minifcn.ops.fast import correlation, gemm
 
 LAYERS = {  # C, F, input size of FCN-8s at 500x500 (padding 100 on conv1_1)
     "conv1_2": (64, 64, 698), "conv2_2": (128, 128, 349), "conv3_2": (256, 256, 175),
@@ -33,18 +35,17 @@ GEOMETRY = ((1, 1), (1, 1), (1, 1))                                  # stride, p
 
 def variants(x, w, dy):
     """(stage, variant, switch setter, call) for the two choices, each both ways."""
-    correlation = _conv_gemm._correlation_padding
-
-    def set_correlation(on):
-        _conv_gemm._correlation_padding = correlation if on else (lambda *a: None)
-
     def set_transposed(on):
-        _conv_gemm.TRANSPOSED_DW_FILTERS = 256 if on else 0
+        gemm.TRANSPOSED_DW_FILTERS = 256 if on else 0
 
-    dx = lambda: _conv_gemm._conv2d_input_grad(dy, w, x.shape, *GEOMETRY)   # noqa: E731
-    dw = lambda: _conv_gemm._conv2d_weight_grad(dy, x, w.shape, *GEOMETRY)  # noqa: E731
-    return [("dx", "col2im", lambda: set_correlation(False), dx),
-            ("dx", "correlation", lambda: set_correlation(True), dx),
+    def nothing():
+        pass
+
+    by_col2im = lambda: gemm.input_grad(dy, w, x.shape, *GEOMETRY)              # noqa: E731
+    by_correlation = lambda: correlation.input_grad(dy, w, x.shape, *GEOMETRY)  # noqa: E731
+    dw = lambda: gemm.weight_grad(dy, x, w.shape, *GEOMETRY)                   # noqa: E731
+    return [("dx", "col2im", nothing, by_col2im),
+            ("dx", "correlation", nothing, by_correlation),
             ("dW", "dY @ col^T", lambda: set_transposed(False), dw),
             ("dW", "(col @ dY^T)^T", lambda: set_transposed(True), dw)]
 
