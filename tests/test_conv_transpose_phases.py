@@ -1,7 +1,8 @@
-"""The stride-phase path of conv_transpose2d (``minifcn/ops/_phases.py``): on a grid of the
-options it covers (k = s, 2s-1, 2s, 2s+1; padding; output_padding; odd sizes; N > 1; C_in !=
-C_out) forward and backward equal the col2im path and PyTorch; it is the path taken; it
-passes a gradient check; it chunks under a workspace limit."""
+"""The stride-phase path of conv_transpose2d (``minifcn/ops/fast/phases.py``): on a grid of
+the options it covers (k = s, 2s-1, 2s, 2s+1; padding; output_padding; odd sizes; N > 1; C_in
+!= C_out) forward and backward equal the col2im path (the path taken without it: conv2d's
+pieces, col2im for the forward) and PyTorch; it is the path taken; it passes a gradient
+check; it chunks under a workspace limit."""
 import math
 
 import numpy as np
@@ -10,7 +11,9 @@ import pytest
 from minifcn import memory
 from minifcn.backend import asnumpy
 from minifcn.gradcheck import check_function
-from minifcn.ops import _conv_gemm, _phases, conv_transpose2d_backward, conv_transpose2d_forward
+from minifcn.ops import (conv_transpose2d_backward, conv_transpose2d_forward, dispatch,
+                         explain)
+from minifcn.ops.fast import gemm, phases
 
 from helpers import rel_error
 from reference import conv_transpose2d_naive, pair
@@ -63,18 +66,30 @@ def calls(monkeypatch):
     """How often the phase path's forward and backward ran."""
     counts = {"forward": 0, "backward": 0}
     for name in counts:
-        original = getattr(_phases, name)
+        original = getattr(phases, name)
 
         def counting(*args, _name=name, _original=original, **kwargs):
             counts[_name] += 1
             return _original(*args, **kwargs)
 
-        monkeypatch.setattr(_phases, name, counting)
+        monkeypatch.setattr(phases, name, counting)
     return counts
 
 
+PIECES = ("conv_transpose2d.forward", "conv_transpose2d.backward")
+
+
 def _col2im_path(monkeypatch):
-    monkeypatch.setattr(_phases, "applies", lambda *args: False)
+    """The phases' rule never holds: the path after them runs (conv2d's pieces)."""
+    for piece in PIECES:
+        paths = [p._replace(applies=lambda call: False) if p.name == "phases" else p
+                 for p in dispatch.paths(piece)]
+        monkeypatch.setitem(dispatch._paths, piece, paths)
+
+
+def _chosen(x_shape, w_shape, **options):
+    """The implementations explain names for the forward and the backward."""
+    return set(explain("conv_transpose2d", x_shape, w_shape, **options).choices.values())
 
 
 def test_grid_covers_cut_and_missing_blocks():
@@ -85,9 +100,9 @@ def test_grid_covers_cut_and_missing_blocks():
     for kernel, stride, padding, output_padding, _, hw in CASES:
         s = pair(stride)
         out = [(hw[a] - 1) * s[a] - 2 * padding + kernel[a] + output_padding for a in range(2)]
-        grid = _phases._grid((1, 1) + hw, (1, 1) + kernel, s, pair(padding), out)
+        grid = phases._grid((1, 1) + hw, (1, 1) + kernel, s, pair(padding), out)
         cut = any(p.stop - p.start < grid.size[0] or q.stop - q.start < grid.size[1]
-                  for _, ((p, _), (q, _)) in _phases._phase_slices(grid, 0, grid.size))
+                  for _, ((p, _), (q, _)) in phases._phase_slices(grid, 0, grid.size))
         missing = any(padding + out[a] > grid.size[a] * s[a] for a in range(2))
         kinds.add((cut, missing))
     assert {(True, False), (False, True), (False, False)} <= kinds, kinds
@@ -107,7 +122,10 @@ def test_phases_equal_col2im_path_and_torch(xp, torch, rng, monkeypatch, calls, 
     got = _run(xp, x, w, b, dy, options)
     assert calls == {"forward": 1, "backward": 1}, "the phase path was not taken"
     _col2im_path(monkeypatch)
+    assert _chosen(x.shape, w.shape, dtype=x.dtype.name, device="cpu" if xp is np else "cuda",
+                   **options) == {"conv2d pieces"}
     old = _run(xp, x, w, b, dy, options)
+    assert calls == {"forward": 1, "backward": 1}, "the phase path ran again"
     theirs = [ty.detach().numpy(), tx.grad.numpy(), tw.grad.numpy(), tb.grad.numpy()]
     for name, g, o, t in zip(("y", "dx", "dweight", "dbias"), got, old, theirs):
         assert g.dtype == dtype and g.shape == t.shape, name
@@ -147,7 +165,12 @@ def test_phases_pass_gradcheck(xp, rng, calls, kernel, stride, padding, output_p
     ((4, 4), (2, 2), (2, 1), False),                 # dilation
     ((3, 2), (2, 3), (1, 1), False)])                # a kernel smaller than its stride
 def test_which_options_take_the_phases(kernel, stride, dilation, taken):
-    assert _phases.applies(kernel, stride, dilation) is taken
+    x_shape, w_shape = (1, C_IN, 5, 6), (C_IN, C_OUT) + kernel
+    call = dispatch.Call("cpu", np.dtype(np.float64), x_shape, w_shape, kernel, stride,
+                         (0, 0), dilation)
+    assert phases.applies(call) is taken
+    chosen = _chosen(x_shape, w_shape, stride=stride, dilation=dilation, dtype="float64")
+    assert chosen == {"phases" if taken else "conv2d pieces"}
 
 
 @pytest.mark.parametrize("rows", [1, 2, None], ids=["row", "rows2", "image"])
@@ -163,9 +186,10 @@ def test_chunked_phases_equal_unchunked(xp, rng, monkeypatch, kernel, stride, pa
     y, _ = conv_transpose2d_forward(x, w, b, **options)
     dy = rng.standard_normal(y.shape)
     made, allocated = [], []                                         # (conv, cost, chunks)
-    plan, allocate = _conv_gemm._plan, memory._allocate
-    monkeypatch.setattr(_conv_gemm, "_plan", lambda conv, cost: made.append(
-        (conv, cost, plan(conv, cost))) or made[-1][2])
+    plan, allocate = gemm.plan, memory._allocate
+    for module in (gemm, phases):                                    # phases imports plan
+        monkeypatch.setattr(module, "plan", lambda conv, cost: made.append(
+            (conv, cost, plan(conv, cost))) or made[-1][2])
     want = _run(xp, x, w, b, dy, options)
     limit = max(cost(1, rows or conv.out[0]) for conv, cost, _ in made)
     made.clear()

@@ -1,6 +1,6 @@
 """The CUDA kernels' index arithmetic, run on the CPU.
 
-The bodies of the GPU kernels in ``minifcn/ops/_cuda.py`` are plain C. This test wraps each
+The bodies of the GPU kernels in ``minifcn/ops/fast/cuda.py`` are plain C. This test wraps each
 body the way ``cupy.ElementwiseKernel`` does (thread ``i`` writes output element ``i``
 through a reference), compiles it with the host's C++ compiler, runs it for every ``i`` and
 compares with the NumPy path. It checks the kernels' logic on machines without a GPU; the
@@ -13,18 +13,19 @@ import subprocess
 import numpy as np
 import pytest
 
-from minifcn.ops import _cuda, col2im, im2col, max_pool2d_backward, max_pool2d_forward
-from minifcn.ops.im2col import _geometry
+from minifcn.ops import col2im, im2col, max_pool2d_backward, max_pool2d_forward
+from minifcn.ops.arguments import conv_geometry
+from minifcn.ops.fast import cuda, windows
 
 COMPILER = shutil.which("c++") or shutil.which("g++")
 pytestmark = pytest.mark.skipif(COMPILER is None, reason="no C++ compiler on this machine")
 
-KERNELS = {"im2col": ("img", "col", _cuda._IM2COL_BODY),
-           "col2im": ("col", "img", _cuda._COL2IM_BODY)}
+KERNELS = {"im2col": ("img", "col", cuda._IM2COL_BODY),
+           "col2im": ("col", "img", cuda._COL2IM_BODY)}
 
 
 def _host_source() -> str:
-    geometry = ", ".join(f"int {p.split()[1]}" for p in _cuda._GEOMETRY_PARAMS.split(","))
+    geometry = ", ".join(f"int {p.split()[1]}" for p in cuda._GEOMETRY_PARAMS.split(","))
     parts = ["#include <cstddef>", "typedef double T;"]
     for name, (source, out, body) in KERNELS.items():
         parts.append(f'extern "C" void {name}(const T* {source}, {geometry}, T* out_, '
@@ -35,11 +36,11 @@ def _host_source() -> str:
 
 def _pool_host_source() -> str:
     """The max-pooling kernels, T = double and I = signed char (CuPy's int8)."""
-    pool = ", ".join(f"int {p.split()[1]}" for p in _cuda._POOL_PARAMS.split(","))
+    pool = ", ".join(f"int {p.split()[1]}" for p in cuda._POOL_PARAMS.split(","))
     loop = "  for (ptrdiff_t i = 0; i < n; ++i) {{\n{refs}\n{body}\n  }}\n"
     forward = loop.format(refs="    T& y = y_[i]; I& argmax = argmax_[i];",
-                          body=_cuda._MAX_POOL_FORWARD_BODY)
-    backward = loop.format(refs="    T& dx = dx_[i];", body=_cuda._MAX_POOL_BACKWARD_BODY)
+                          body=cuda._MAX_POOL_FORWARD_BODY)
+    backward = loop.format(refs="    T& dx = dx_[i];", body=cuda._MAX_POOL_BACKWARD_BODY)
     return "\n".join([
         "#include <algorithm>", "#include <cmath>", "using std::max; using std::min;",
         "using std::isnan;", "typedef signed char I;",
@@ -60,7 +61,7 @@ def host_kernels(tmp_path_factory):
 
 
 def _call(function, source, x_shape, out_shape, options):
-    kernel, stride, padding, dilation, out = _geometry(x_shape, *options)
+    kernel, stride, padding, dilation, out = conv_geometry(x_shape, *options)
     geometry = [*x_shape, *kernel, *out, *stride, *padding, *dilation]
     result = np.empty(out_shape)
     source = np.ascontiguousarray(source, dtype=np.float64)
@@ -141,7 +142,7 @@ def test_max_pool2d_backward_gather_kernel_matches_numpy(host_kernels, rng, x_sh
     np.testing.assert_array_equal(dx, max_pool2d_backward(dy, cache))
 
 
-# --- Chunks of output rows, as minifcn/ops/_conv_gemm.py runs them on the GPU -----------------
+# --- Chunks of output rows, as minifcn/ops/fast/gemm.py runs them on the GPU ------------------
 
 CHUNK_CASES = [  # x shape, (kernel, stride, padding, dilation), chunk (n0, n1, r0, r1)
     ((2, 3, 9, 8), (3, 1, 1, 1), (0, 2, 3, 6)), ((1, 2, 11, 7), (3, 2, 3, 2), (0, 1, 4, 7)),
@@ -163,9 +164,8 @@ def _chunk_call(function, source, shape, geometry, out_shape):
 @pytest.mark.parametrize("x_shape, options, chunk", CHUNK_CASES, ids=CHUNK_IDS)
 def test_chunk_geometry_of_the_gpu_kernels(host_kernels, rng, x_shape, options, chunk):
     """The im2col kernel with a negative top offset, and the col2im gather over the rows
-    ``_gather_rows`` picks, give the chunk's slice of the whole-image results."""
-    from minifcn.ops.im2col import _col2im_window_add_cpu, _gather_rows
-    kernel, stride, padding, dilation, out = _geometry(x_shape, *options)
+    ``windows._gather_rows`` picks, give the chunk's slice of the whole-image results."""
+    kernel, stride, padding, dilation, out = conv_geometry(x_shape, *options)
     (n0, n1, r0, r1), (N, C, H, W) = chunk, x_shape
     offset = (padding[0] - r0 * stride[0], padding[1])
     col_shape = (C, *kernel, n1 - n0, r1 - r0, out[1])
@@ -176,11 +176,11 @@ def test_chunk_geometry_of_the_gpu_kernels(host_kernels, rng, x_shape, options, 
     np.testing.assert_array_equal(col, whole[:, :, :, n0:n1, r0:r1])
 
     dcol = rng.standard_normal(col_shape)
-    lo, hi, sub_offset = _gather_rows(H, col_shape, stride, offset, dilation)
+    lo, hi, sub_offset = windows._gather_rows(H, col_shape, stride, offset, dilation)
     geometry = [n1 - n0, C, hi - lo, W, *kernel, r1 - r0, out[1], *stride, *sub_offset,
                 *dilation]
     rows = _chunk_call(host_kernels.col2im, dcol, None, geometry, (n1 - n0, C, hi - lo, W))
     want = np.zeros((n1 - n0, C, H, W))
-    _col2im_window_add_cpu(dcol, want, stride, offset, dilation)
+    windows.col2im_add(dcol, want, stride, offset, dilation)      # NumPy: the CPU body
     np.testing.assert_allclose(rows, want[:, :, lo:hi], rtol=1e-13, atol=1e-13)
     assert not want[:, :, :lo].any() and not want[:, :, hi:].any()   # nothing outside lo:hi

@@ -1,8 +1,8 @@
-"""max_pool2d's fast path for tiling windows (``minifcn/ops/_pool_tiles.py``: kernel ==
+"""max_pool2d's fast path for tiling windows (``minifcn/ops/fast/pool_tiles.py``: kernel ==
 stride, no padding, FCN's 2x2 pools): on divisible and ragged sizes, floor and ceil mode, it
-equals the general loop exactly (y, the argmax offsets, dx), PyTorch and the naive loop, with
-ties, -inf and NaN inputs and non-finite gradients; it is the path taken; it passes a
-gradient check."""
+equals the general loop (``fast/pool_strided.py``, the path taken without it) exactly (y,
+the argmax offsets, dx), PyTorch and the naive loop, with ties, -inf and NaN inputs and
+non-finite gradients; it is the path taken; it passes a gradient check."""
 import itertools
 
 import numpy as np
@@ -10,10 +10,10 @@ import pytest
 
 from minifcn.backend import asnumpy
 from minifcn.gradcheck import check_function
-from minifcn.ops import max_pool2d_backward, max_pool2d_forward
-from minifcn.ops import _pool_tiles
+from minifcn.ops import dispatch, explain, max_pool2d_backward, max_pool2d_forward
+from minifcn.ops.fast import pool_tiles
 
-from helpers import count_calls, rel_error
+from helpers import rel_error
 from reference import max_pool2d_backward_naive, max_pool2d_naive, pair
 
 C = 3
@@ -26,14 +26,38 @@ IDS = ["k{}x{}-{}-n{}-{}x{}".format(*pair(k), "ceil" if ceil else "floor", n, *h
 grid = pytest.mark.parametrize("kernel, ceil_mode, n, hw", CASES, ids=IDS)
 
 
+PIECES = {"forward": "max_pool2d.forward", "backward": "max_pool2d.backward"}
+
+
+def _replace_tiles(monkeypatch, **fields):
+    """Put a changed copy of the registered "tiles" path (``Path._replace(**fields)``) into
+    the dispatcher's registry for the forward and the backward."""
+    for piece in PIECES.values():
+        paths = [p._replace(**fields) if p.name == "tiles" else p
+                 for p in dispatch.paths(piece)]
+        monkeypatch.setitem(dispatch._paths, piece, paths)
+
+
 @pytest.fixture
 def calls(monkeypatch):
-    """How often the tiled forward and backward ran."""
-    return count_calls(monkeypatch, _pool_tiles, ("forward", "backward"))
+    """How often the tiled forward and backward ran (the registered functions, counted)."""
+    counts = dict.fromkeys(PIECES, 0)
+    for part, piece in PIECES.items():
+        path = next(p for p in dispatch.paths(piece) if p.name == "tiles")
+
+        def counting(*args, _part=part, _run=path.run):
+            counts[_part] += 1
+            return _run(*args)
+
+        paths = [p._replace(run=counting) if p.name == "tiles" else p
+                 for p in dispatch.paths(piece)]
+        monkeypatch.setitem(dispatch._paths, piece, paths)
+    return counts
 
 
 def _general_loop(monkeypatch):
-    monkeypatch.setattr(_pool_tiles, "applies", lambda *args: False)
+    """The tiles' rule never holds: the pools run the path after it, the general loop."""
+    _replace_tiles(monkeypatch, applies=lambda call: False)
 
 
 def _run(xp, x, dy_of, kernel, ceil_mode):
@@ -44,9 +68,19 @@ def _run(xp, x, dy_of, kernel, ceil_mode):
     return asnumpy(y), asnumpy(cache.argmax), asnumpy(dx), dy
 
 
+def _chosen(xp, x, kernel, ceil_mode):
+    """What runs for the forward and the backward, or None on the GPU (the CUDA kernels)."""
+    if xp is not np:
+        return None
+    return set(explain("max_pool2d", x.shape, kernel_size=kernel, stride=kernel,
+                       ceil_mode=ceil_mode, dtype=x.dtype.name).choices.values())
+
+
 def _both_paths(xp, monkeypatch, x, dy_of, kernel, ceil_mode):
+    assert _chosen(xp, x, kernel, ceil_mode) in (None, {"tiles"})
     fast = _run(xp, x, dy_of, kernel, ceil_mode)
     _general_loop(monkeypatch)
+    assert _chosen(xp, x, kernel, ceil_mode) in (None, {"strided"})
     general = _run(xp, x, lambda shape: fast[3], kernel, ceil_mode)
     monkeypatch.undo()
     return fast, general
@@ -150,7 +184,12 @@ def test_tiles_pass_gradcheck(xp, rng, calls, kernel, ceil_mode):
     ((2, 2), (2, 2), (1, 1), False), ((3, 3), (2, 2), (0, 0), False),
     ((2, 2), (1, 1), (0, 0), False)])
 def test_which_options_tile(kernel, stride, padding, tiled):
-    assert _pool_tiles.applies(kernel, stride, padding) is tiled
+    call = dispatch.Call("cpu", np.dtype(np.float64), (2, C, 12, 12), kernel=kernel,
+                         stride=stride, padding=padding, dilation=(1, 1))
+    assert pool_tiles.applies(call) is tiled
+    chosen = explain("max_pool2d", call.x_shape, kernel_size=kernel, stride=stride,
+                     padding=padding, dtype="float64").choices
+    assert chosen == dict.fromkeys(PIECES.values(), "tiles" if tiled else "strided")
 
 
 CHUNKINGS = {"one-row": 1, "rows": 400, "planes": 1600, "all": 2 ** 20}
@@ -163,10 +202,10 @@ def test_chunks_of_planes_and_rows_change_nothing(xp, rng, monkeypatch, kernel, 
     planes): every chunking gives the general loop's results, ties and NaNs included."""
     x = rng.integers(0, 3, (2, C) + hw).astype(np.float64)
     x[1, 2, 3, 1] = np.nan
-    monkeypatch.setattr(_pool_tiles, "CHUNK_BYTES", CHUNKINGS[chunking])
+    monkeypatch.setattr(pool_tiles, "CHUNK_BYTES", CHUNKINGS[chunking])
     made = []
-    chunks = _pool_tiles._chunks
-    monkeypatch.setattr(_pool_tiles, "_chunks", lambda *a: made.append(chunks(*a)) or made[-1])
+    chunks = pool_tiles._chunks
+    monkeypatch.setattr(pool_tiles, "_chunks", lambda *a: made.append(chunks(*a)) or made[-1])
     fast = _run(xp, x, rng.standard_normal, kernel, True)
     monkeypatch.undo()
     _general_loop(monkeypatch)

@@ -13,9 +13,10 @@ import minifcn
 from minifcn import memory
 from minifcn.backend import asnumpy
 from minifcn.gradcheck import check_function
-from minifcn.ops import (_conv_gemm, conv2d_backward, conv2d_forward, conv_transpose2d_backward,
+from minifcn.ops import (conv2d_backward, conv2d_forward, conv_transpose2d_backward,
                          conv_transpose2d_forward)
-from minifcn.ops.im2col import _geometry
+from minifcn.ops.arguments import conv_geometry
+from minifcn.ops.fast import gemm, phases
 
 from helpers import rel_error
 
@@ -45,41 +46,41 @@ def allocations(monkeypatch):
     return sizes
 
 
+def _record_plans(monkeypatch, made, entry):
+    """Wrap ``gemm.plan`` where the fast paths call it (the chunked GEMMs, and the stride
+    phases, which import it by name) so that ``made`` receives ``entry(conv, cost, chunks)``
+    for every plan."""
+    plan = gemm.plan
+
+    def recording(conv, cost):
+        chunks = plan(conv, cost)
+        made.append(entry(conv, cost, chunks))
+        return chunks
+
+    for module in (gemm, phases):
+        monkeypatch.setattr(module, "plan", recording)
+    return made
+
+
 @pytest.fixture
 def plans(monkeypatch):
     """Every chunk plan the conv helpers make: lists of (n0, n1, r0, r1)."""
-    made = []
-    plan = _conv_gemm._plan
-
-    def recording(conv, cost):
-        made.append(plan(conv, cost))
-        return made[-1]
-
-    monkeypatch.setattr(_conv_gemm, "_plan", recording)
-    return made
+    return _record_plans(monkeypatch, [], lambda conv, cost, chunks: chunks)
 
 
 @pytest.fixture
 def costs(monkeypatch):
     """Every chunk plan with what it was made from, ``(conv, cost, chunks)``, as the conv
-    helpers (and the stride-phase path of conv_transpose2d) hand them to ``_plan``."""
-    made = []
-    plan = _conv_gemm._plan
-
-    def recording(conv, cost):
-        made.append((conv, cost, plan(conv, cost)))
-        return made[-1][2]
-
-    monkeypatch.setattr(_conv_gemm, "_plan", recording)
-    return made
+    helpers (and the stride-phase path of conv_transpose2d) hand them to ``gemm.plan``."""
+    return _record_plans(monkeypatch, [], lambda conv, cost, chunks: (conv, cost, chunks))
 
 
 def _row_limit(xp, image_shape, w_shape, options, rows, dtype=np.float64):
     """The workspace limit that lets a chunk hold ``rows`` output rows of one image."""
-    _, stride, padding, dilation, _ = _geometry(image_shape, w_shape[2:], *options)
-    conv = _conv_gemm._conv(xp, image_shape, w_shape, stride, padding, dilation,
-                            np.dtype(dtype), "test")
-    return max(64, conv.col_bytes(1, rows), _conv_gemm._rows_bytes(conv, 1, rows))
+    _, stride, padding, dilation, _ = conv_geometry(image_shape, w_shape[2:], *options)
+    conv = gemm.conv_shape(xp, image_shape, w_shape, stride, padding, dilation,
+                           np.dtype(dtype), "test")
+    return max(64, conv.col_bytes(1, rows), conv.rows_bytes(1, rows))
 
 
 # --- Chunked == unchunked ------------------------------------------------------------------
@@ -113,7 +114,7 @@ def _conv2d_run(xp, x, w, b, options, dy_rng):
 def test_chunked_conv2d_equals_unchunked(xp, rng, allocations, plans, case, chunking):
     x, w, b, options = _conv2d_problem(rng, case)
     want = _conv2d_run(xp, x, w, b, options, np.random.default_rng(1))
-    out_h = _geometry(x.shape, w.shape[2:], *options.values())[4][0]
+    out_h = conv_geometry(x.shape, w.shape[2:], *options.values())[4][0]
     rows = CHUNKINGS[chunking] or out_h
     limit = _row_limit(xp, x.shape, w.shape, options.values(), rows)
     allocations.clear(), plans.clear()
@@ -305,7 +306,8 @@ def test_pool_never_lends_one_buffer_twice_and_reuses_returned_ones():
 def test_buffer_returns_to_the_pool_when_the_block_raises():
     with pytest.raises(RuntimeError), memory.scratch(np, (1000,), np.float32):
         raise RuntimeError("inside")
-    assert memory.stats()["scratch"] == dict(free_buffers=1, free_bytes=4000, lent=0, hits=0, misses=1)
+    assert memory.stats()["scratch"] == dict(free_buffers=1, free_bytes=4000, lent=0, hits=0,
+                                             misses=1)
 
 
 def test_pool_stays_bounded():
