@@ -193,8 +193,8 @@ def _check_scratch_within(monkeypatch, x, w, dy, limit):
 
 def test_wide_layer_scratch_stays_within_a_limit_that_only_the_weights_fit(rng, monkeypatch):
     """The tightest limit under which Winograd applies: its transformed weights, 36*F*C
-    float32 values. The weight gradient's two sums, (36, F, C) and (36, block, C), each fit
-    it; the single (2, 36, F, C) buffer they once shared would be twice the limit."""
+    float32 values. The weight gradient's two sums, (36, F, C) each, fit it one by one; the
+    single (2, 36, F, C) buffer they once shared would be twice the limit."""
     x, w = (rng.standard_normal(WIDE[k]).astype(np.float32) for k in ("x", "w"))
     dy = rng.standard_normal(WIDE["x"][:1] + WIDE["w"][:1] + WIDE["x"][2:]).astype(np.float32)
     F, C = w.shape[:2]
@@ -205,15 +205,10 @@ def test_wide_layer_scratch_stays_within_a_limit_that_only_the_weights_fit(rng, 
 
 def test_the_scratch_check_catches_both_sums_in_one_buffer(rng, monkeypatch):
     """Planted: the weight gradient allocates its sums as one (2, 36, F, C) buffer again (the
-    old layout), beside the real computation: the same check fails, naming the buffer.
-    (Planting ``_filter_block`` to return F would change nothing here: wherever Winograd
-    applies, the (36, F, C) sums fit the limit and the block is all F filters already.)"""
+    old layout), beside the real computation: the same check fails, naming the buffer."""
     x, w = (rng.standard_normal(WIDE[k]).astype(np.float32) for k in ("x", "w"))
     dy = rng.standard_normal(WIDE["x"][:1] + WIDE["w"][:1] + WIDE["x"][2:]).astype(np.float32)
     F, C = w.shape[:2]
-    assert winograd._filter_block(F, C, 4) == F           # unlimited; and under the limit:
-    with memory.limited(36 * F * C * 4):
-        assert winograd._filter_block(F, C, 4) == F
     weight_grad3x3 = winograd.weight_grad3x3
 
     def one_buffer_of_both_sums(dy, x, padding, dw):

@@ -163,11 +163,10 @@ def weight_grad3x3(dy, x, padding, dw):
     F, (OH, OW) = dy.shape[1], dy.shape[2:]
     TY, TX = -(-OH // M_OUT), -(-OW // M_OUT)
     rows = _rows(C, F, TY, TX, x.itemsize)
-    block = _filter_block(F, C, x.itemsize)
     first = True
     with _scratch(C, F, rows, TX, x.dtype) as (tile, v, m, s, out), \
             memory.scratch(np, (36, F, C), x.dtype, "Winograd F(4x4, 3x3) sums") as acc, \
-            memory.scratch(np, (36, block, C), x.dtype, "Winograd F(4x4, 3x3) sums") as part:
+            memory.scratch(np, (36, F, C), x.dtype, "Winograd F(4x4, 3x3) sums") as part:
         for n in range(N):
             for ty0 in range(0, TY, rows):
                 r = min(rows, TY - ty0)
@@ -179,20 +178,11 @@ def weight_grad3x3(dy, x, padding, dw):
                     np.matmul(D, Vt, out=acc)                        # (36, F, C)
                     first = False
                     continue
-                for f0 in range(0, F, block):                        # acc += D V^T
-                    f1 = min(f0 + block, F)
-                    np.matmul(D[:, f0:f1], Vt, out=part[:, :f1 - f0])
-                    acc[:, f0:f1] += part[:, :f1 - f0]
+                np.matmul(D, Vt, out=part)                           # (36, F, C)
+                acc += part
         kron = np.kron(G, G).astype(x.dtype)                         # (36, 9)
         np.matmul(acc.reshape(36, F * C).T, kron, out=dw.reshape(F * C, 9))  # G^T M G
     return dw
-
-
-def _filter_block(F, C, itemsize) -> int:
-    """Filters per block of the weight gradient's partial sums: all of them, or as many
-    as fit the workspace limit beside the (36, F, C) sums themselves."""
-    return memory.chunks(F, lambda f: 36 * f * C * itemsize, "Winograd F(4x4, 3x3) sums",
-                         unit="filter")[0][1]
 
 
 def _transformed_dy(dy, ty0, r, TX, m, s, out):
