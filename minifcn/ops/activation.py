@@ -5,10 +5,10 @@ the forward cached: a boolean mask (1 byte per element), never a float array. Bo
 arrays of any shape and return new arrays: an output never aliases the input, so a caller
 may write into ``y`` or ``dx`` as into any op's output.
 
-FCN puts a ReLU after every convolution of the VGG trunk and a dropout (p = 0.5) after
-``fc6`` and ``fc7``. Caffe's Dropout layer, which the original prototxts use, is element-wise,
-as here; some PyTorch ports (wkentaro/pytorch-fcn) use the channel-wise ``nn.Dropout2d``
-instead.
+FCN puts a ReLU after every convolution of the VGG trunk and an element-wise dropout
+(p = 0.5, Caffe's Dropout layer) after ``fc6`` and ``fc7``. Edge cases (NaN, p = 1, the
+identity's copy, channel-wise ports) follow PyTorch except where ``docs/compatibility.md``
+says otherwise.
 """
 from __future__ import annotations
 
@@ -59,11 +59,8 @@ def relu_forward(x):
 
         y_i = \max(x_i, 0)
 
-    NaN stays NaN, as in PyTorch. The cache is the boolean mask ``x > 0`` (1 byte per
-    element, a quarter of a float32 y), not y itself. Caching y (as PyTorch does) would cost
-    nothing when the next layer keeps y anyway, as a convolution does; but then a caller
-    writing into y would silently corrupt this backward, which PyTorch catches with version
-    counters and this library cannot. The mask makes the cache self-contained.
+    NaN stays NaN. The cache is the boolean mask ``x > 0`` (1 byte per element), not y, so
+    a caller writing into y cannot corrupt the backward.
     """
     _checks.float_array("x", x)
     y, mask = dispatch.run("relu.forward", _call(x), x)
@@ -88,8 +85,8 @@ def relu_backward(dy, cache: ReLUCache):
 
         dx_i = dy_i \cdot \mathbb{1}[x_i > 0]
 
-    At exactly ``x_i = 0``, where ReLU has no derivative, the gradient is 0, as PyTorch's
-    (its ``threshold_backward`` passes ``dy`` only where the output is positive).
+    so the gradient is 0 at ``x_i = 0`` (where ReLU has no derivative) and at a NaN
+    ``x_i``; ``docs/compatibility.md`` compares this with PyTorch.
     """
     _checks.cache_of(cache, ReLUCache, "relu_forward")
     _checks.grad_shape(dy, cache.mask.shape, cache.dtype)
@@ -110,9 +107,7 @@ def dropout_forward(x, p=0.5, training=True, rng=None):
     Parameters
     ----------
     x : array of any shape, float32 or float64 (NumPy or CuPy)
-    p : float in [0, 1), the probability that an element is zeroed. ``p = 1`` is refused
-        (PyTorch returns zeros for it): it drops every element, so no gradient reaches the
-        layers below, and its scale ``1/(1-p)`` is undefined.
+    p : float in [0, 1), the probability that an element is zeroed (``p = 1`` is refused).
     training : bool. False gives the identity (no mask is drawn or stored), as does p = 0.
     rng : where the mask comes from:
 
@@ -123,11 +118,9 @@ def dropout_forward(x, p=0.5, training=True, rng=None):
         * for CuPy x, a ``cupy.random.Generator`` (``cupy.random.default_rng(seed)``):
           drawn on the GPU.
 
-        Seeds and NumPy generators draw on the host and move the boolean mask to x's
-        device, so a seed gives the same mask for NumPy and CuPy inputs, and for float32
-        and float64 ones (the uniforms are always float32). A CuPy generator is much faster
-        for large tensors (no host draw, no transfer) but is its own random stream: the
-        same seed gives a different mask than NumPy's.
+        Seeds and NumPy generators draw float32 uniforms on the host, so a seed gives the
+        same mask for NumPy and CuPy inputs and for float32 and float64; a CuPy generator
+        (no host draw, no transfer) is its own stream, a different mask for the same seed.
 
     Returns
     -------
@@ -145,7 +138,7 @@ def dropout_forward(x, p=0.5, training=True, rng=None):
 
     so the expected activation is the same in training and in evaluation, where
     ``y = x``. The scale is applied in x's dtype: ``y_i = x_i \cdot \mathrm{fl}(1/(1-p))``
-    for kept elements, as PyTorch computes it.
+    for kept elements.
     """
     _checks.float_array("x", x)
     p = check_dropout_p(p)

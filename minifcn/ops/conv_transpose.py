@@ -39,6 +39,9 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
                              dilation=1):
     r"""2-D transposed convolution, like ``torch.nn.functional.conv_transpose2d`` (no groups).
 
+    ``dilation`` is the seventh positional argument (PyTorch's is ``groups``); the edge cases
+    are in ``docs/compatibility.md``.
+
     Parameters
     ----------
     x : array (N, C_in, H, W), float32 or float64
@@ -46,8 +49,8 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
     bias : array (C_out,) or None
     stride, padding, dilation : int or (int, int); ``padding`` removes P rows/columns from
         each border of the full output (it is the padding of the convolution this reverses).
-    output_padding : int or (int, int), extra rows/columns at the bottom/right, smaller than
-        the stride or the dilation; it selects among the output sizes that a stride-S
+    output_padding : int or (int, int), extra rows/columns at the bottom/right, below
+        ``max(stride, dilation)``: it picks one of the output sizes that a stride-S
         convolution maps to the same input size.
 
     Returns
@@ -80,6 +83,11 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
 
 def conv_transpose2d_backward(dy, cache: ConvTranspose2dCache):
     r"""Gradients of :func:`conv_transpose2d_forward` with respect to x, weight and bias.
+
+    Parameters
+    ----------
+    dy : array (N, C_out, OH, OW), the gradient of the loss with respect to y
+    cache : ConvTranspose2dCache from the forward
 
     Returns
     -------

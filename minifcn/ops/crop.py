@@ -47,7 +47,8 @@ def crop_forward(x, offset, size):
         y[n, c, i, j] = x[n, c, \mathrm{top} + i, \mathrm{left} + j],
         \qquad 0 \le i < h,\; 0 \le j < w.
 
-    Slicing in PyTorch, ``x[:, :, top:top + h, left:left + w]``, computes the same.
+    In PyTorch this is ``x[:, :, top:top + h, left:left + w]``; ``docs/compatibility.md``
+    lists the edge cases.
     """
     _checks.float_array("x", x, ndim=4, what=" (N, C, H, W)")
     top, left = _checks.pair("offset", offset, minimum=0)

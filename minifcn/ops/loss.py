@@ -111,7 +111,7 @@ def softmax_cross_entropy_forward(logits, target, weight=None, ignore_index=255,
         [0, C), or ``ignore_index``. Any integer dtype (uint8 label maps are fine).
     weight : array (C,) or None; a rescaling weight per class, same dtype as logits.
     ignore_index : int; pixels with this label get zero loss and zero gradient and do not
-        count in the mean. 255 (PASCAL VOC's void) by default; PyTorch's default is -100.
+        count in the mean. 255 (PASCAL VOC's void) by default.
     reduction : ``"mean"``, ``"sum"`` or ``"none"``
 
     Returns
@@ -144,25 +144,13 @@ def softmax_cross_entropy_forward(logits, target, weight=None, ignore_index=255,
 
     ========  ==================================================================
     mean      :math:`L = \sum_{i \in V} \ell_i \,/\, Z`, :math:`Z = \sum_{i \in V} w_{t_i}`
-              (the pixel count without weights), as PyTorch divides
+              (the pixel count without weights); :math:`L = 0` when :math:`Z = 0`
     sum       :math:`L = \sum_{i \in V} \ell_i` (FCN's original, unnormalised loss)
     none      :math:`\ell_i` per pixel
     ========  ==================================================================
 
-    **Every pixel ignored, "mean"** (more generally :math:`Z = 0`): PyTorch returns NaN
-    (0/0). Here the loss is 0 and the gradient is zero, so a batch of pure void pixels
-    leaves training untouched instead of poisoning the weights with NaN. ``"sum"`` gives 0
-    as PyTorch does.
-
-    **NaN and infinite logits propagate, as in PyTorch; they raise nothing.** A pixel with a
-    NaN logit, or a +inf one (:math:`\infty - \infty`), has a NaN loss and NaN gradients,
-    and so has the ``"mean"`` or ``"sum"`` over it; -inf at a class other than the target
-    adds nothing (:math:`e^{-\infty} = 0`), -inf at the target gives a loss of +inf. Other
-    pixels' gradients stay finite. An ignored pixel's loss is 0 whatever its logits (its
-    gradient is NaN where they are, as PyTorch's is). Scanning every logit would cost a
-    pass over them and, on a GPU, a synchronisation per call; a caller reads the loss
-    anyway, and :func:`minifcn.train.train` stops with ``TrainingDiverged`` as soon as it
-    is not finite.
+    Edge cases (Z = 0, NaN and infinite logits, the ``ignore_index`` default) follow PyTorch
+    except where ``docs/compatibility.md`` says otherwise.
     """
     reduction, ignore_index = loss_options(reduction, ignore_index)
     xp = _check_arrays(logits, target, weight)
@@ -199,8 +187,7 @@ def softmax_cross_entropy_backward(dloss, cache: SoftmaxCrossEntropyCache):
             g_{n,s}\, \frac{w_t}{Z}\, \big(p_{n,c,s} - [c = t_{n,s}]\big)
 
     with :math:`g` = dloss (per pixel for ``"none"``), :math:`Z` the mean's normaliser
-    (1 for ``"sum"`` and ``"none"``), and 0 at ignored pixels. The indicator is applied by
-    subtracting at the cached flat indices, never as a one-hot matrix.
+    (1 for ``"sum"`` and ``"none"``), and 0 at ignored pixels.
     """
     _checks.cache_of(cache, SoftmaxCrossEntropyCache, "softmax_cross_entropy_forward")
     xp = get_array_module(cache.prob)

@@ -6,9 +6,9 @@ window's maximum and remembers *where* it was: the row-major kernel offset
 ``k = i*KW + j`` of the winning element. The backward needs nothing else: each output
 gradient flows to that one input pixel, and pixels that won no window get zero.
 
-Ties go to the first maximum in row-major window order, exactly as PyTorch does (its CPU
-and CUDA kernels both update on ``val > maxval || isnan(val)``); a NaN in a window wins
-it, so NaNs propagate instead of being silently dropped.
+Ties go to the first maximum in row-major window order and a NaN wins its window. These and
+the other edge cases (ceil mode, padding, empty batches) follow PyTorch; see
+``docs/compatibility.md``.
 
 ``reference/pool.py`` keeps one running maximum and its offset, looping over the ``KH*KW``
 kernel offsets, each a strided slice covering all outputs at once. The fast paths compute
@@ -66,7 +66,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False):
         \qquad x_{pad} = -\infty \text{ outside } x,
 
     and ``argmax[n, c, p, q]`` is the offset ``i*KW + j`` of the first maximum in row-major
-    order ``(i, j)`` (a NaN counts as a maximum), as in PyTorch.
+    order ``(i, j)`` (a NaN counts as a maximum).
     """
     _checks.image_batch("x", x)
     kernel, stride, padding, out = pool_geometry(x.shape, kernel_size, stride, padding,
@@ -103,8 +103,7 @@ def max_pool2d_backward(dy, cache: MaxPool2dCache):
                          + (w + P_W - qS_W)} dy[n, c, p, q],
 
     a sum over the windows that contain ``(h, w)`` and chose it (several can when the stride
-    is smaller than the kernel). Ties were broken towards the first maximum in row-major
-    window order, as PyTorch breaks them, so the whole gradient goes to that one element.
+    is smaller than the kernel). A tied window sends its whole gradient to its argmax.
     """
     _checks.cache_of(cache, MaxPool2dCache, "max_pool2d_forward")
     out_shape = tuple(cache.x_shape[:2]) + tuple(cache.argmax.shape[2:])

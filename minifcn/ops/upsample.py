@@ -49,10 +49,7 @@ def upsample_bilinear2d_forward(x, size=None, scale_factor=None, align_corners=F
     x : array (N, C, H, W), float32 or float64
     size : int or (int, int), the output size (OH, OW); or None
     scale_factor : float or (float, float), or None. Exactly one of size and scale_factor.
-        With a scale s the output size is ``floor(H * s)`` and, as in PyTorch, the source
-        coordinates use the *given* s (``1/s``), not ``H / OH``: for ``H = 5, s = 1.5``
-        the output has 7 rows but samples at ``(o + 0.5)/1.5 - 0.5``, not ``(o + 0.5)5/7 - 0.5``
-        (PyTorch's ``recompute_scale_factor=True`` would use the latter, like ``size=``).
+        A scale s gives ``OH = floor(H * s)`` and source coordinates from ``1/s`` (not ``H/OH``).
     align_corners : bool; True maps the corner pixels' centres onto each other.
 
     Returns
@@ -76,9 +73,8 @@ def upsample_bilinear2d_forward(x, size=None, scale_factor=None, align_corners=F
       (past the last centre both are ``L - 1``: the last pixel is repeated);
     * their weights ``1 - t`` and ``t``, ``t = clip(src - i0, 0, 1)``, so each row sums to 1.
 
-    An axis whose output length equals its input length (O = L) is copied, whatever the
-    scale: a scale of 1.2 on 3 rows gives 3 rows, which PyTorch (as here) returns unchanged
-    rather than resampled at ``(o + 0.5)/1.2 - 0.5``.
+    An axis with O = L is copied (``A = I``), whatever the scale. Edge cases (scale_factor
+    semantics, equal sizes, empty outputs) follow PyTorch; see ``docs/compatibility.md``.
     """
     _checks.image_batch("x", x)
     align_corners = _checks.boolean("align_corners", align_corners)
