@@ -5,17 +5,21 @@ The whole pipeline, on one machine, from nothing but this package:
 1. a :class:`~minifcn.data.ShapesDataset` stream of training images (generated on the fly,
    never repeated), a validation set that picks the best weights, and a separate held-out
    test set that is only scored at the end;
-2. an FCN-8s at 1/16 of the paper's width (4 to 256 channels instead of 64 to 4096),
-   Kaiming-initialised, score layers at zero, frozen bilinear upsampling, no dropout,
-   trained with Adam and a poly learning-rate decay;
-3. into ``out/``: ``metrics.txt`` (the test set's confusion-matrix figures),
+2. an FCN-8s narrower than the paper's, Kaiming-initialised, score layers at zero with the
+   coarse score's bias at the log class frequencies (so training starts from the prior, not
+   from a plateau of "all background"), frozen bilinear upsampling, no dropout, trained with
+   Adam: a linear warm-up, then a poly decay;
+3. a **time budget**, not an iteration count: a few calibration steps measure the step time
+   on this machine, and the schedule spans the iterations that fit in the budget (the
+   evaluation and figures included); ``iters`` fixes the count instead (the same seed and
+   count give the same weights, bit for bit on one machine);
+4. into ``out/``: ``metrics.txt`` (the test set's confusion-matrix figures),
    ``curves.png`` (training loss and validation mean IoU), ``examples/*.png`` (ground truth
-   | prediction | overlay | one class's mask), ``samples/*.png`` (test images for
-   ``minifcn predict``), ``model.npz`` (the weights), and the training run's ``log.csv``
-   and checkpoints.
+   | prediction | overlay | one class's predicted mask), ``samples/*.png`` (test images for
+   ``minifcn predict``), ``model.npz`` (the weights), the training run's ``log.csv`` and its
+   checkpoints ``best.npz`` and ``last.npz`` (``resume=True`` continues from the latter).
 
-The recipe is :data:`RECIPE`; the reasons for its choices are in the README's demo section.
-Every number is reproducible: on the CPU the same seed gives the same weights bit for bit.
+The recipe is :data:`RECIPE`; the experiments behind it are in ``benchmarks/README.md``.
 """
 from __future__ import annotations
 
@@ -23,23 +27,23 @@ import os
 import time
 from typing import NamedTuple
 
+import numpy as np
+
 from .data.shapes import ShapesDataset
 from .metrics import format_metrics
 from .training_setup import TrainingSetup
 
-# Measured on the project's 2-core machine (issue notes): FCN pads conv1_1 by 100, so at
-# this width the padded border dominates the cost: a step of two 192x192 images took
-# 0.19 s, one of eight 96x96 images 0.45 s, for the same number of labelled pixels. Adam
-# at 6e-3 beat 3e-3 (held-out mean IoU 0.61 against 0.58 after 1500 steps); 1.2e-2 and
-# 2.4e-2 never left the all-background answer in 800 steps, even with warm-up.
 RECIPE = {
     "size": (192, 192), "n_shapes": (2, 6), "scale": (0.06, 0.15),
     "n_val": 32, "n_test": 200, "n_examples": 4,
-    "model": "fcn8s", "width": 1 / 16, "dropout": 0.0,
-    "optimizer": "adam", "lr": 6e-3, "schedule": "poly", "warmup": 0, "batch_size": 2,
-    "iters": 1500, "val_every": 100, "preprocess": "imagenet",
+    "model": "fcn8s", "width": 1 / 16, "dropout": 0.0, "prior_bias": True,
+    "optimizer": "adam", "lr": 6e-3, "schedule": "poly", "warmup": 50, "batch_size": 2,
+    "seconds": 280, "val_every": 100, "preprocess": "imagenet",
 }
 TRAIN_STREAM = 1_000_000   # generated on demand: each training image is seen once
+CALIBRATION_STEPS = (2, 4)  # warm-up steps, then timed steps, on a throwaway model
+MARGIN_SECONDS = 8         # what the budget keeps back for start-up noise and the figures
+STREAMS = {"train": 0, "val": 1, "test": 2}
 
 
 class DemoResult(NamedTuple):
@@ -48,71 +52,167 @@ class DemoResult(NamedTuple):
     metrics: object        # SegmentationMetrics on the held-out test set
     seconds: float         # wall time, generation and evaluation included
     files: dict            # what was written: name -> path
+    iterations: int        # the iterations trained
+    planned: int           # the iterations the schedule spans (more when time ran out)
 
 
-def run_demo(out="minifcn-demo", *, device="cpu", iters=None, seed=0, progress=True,
-             echo=print, **overrides) -> DemoResult:
+def run_demo(out="minifcn-demo", *, device="cpu", iters=None, seconds=None, seed=0,
+             resume=False, progress=True, echo=print, **overrides) -> DemoResult:
     """Run the demo into ``out``; see the module docstring.
 
     Parameters
     ----------
     out : folder to write into (created; files from an earlier run are replaced)
     device : "cpu", "cuda" or "cuda:N"
-    iters : training iterations (default ``RECIPE["iters"]``)
+    iters : training iterations; default: as many as fit in ``seconds``
+    seconds : the whole run's wall-time budget (default ``RECIPE["seconds"]``)
     seed : seeds the data, the initialisation and the batch order
+    resume : continue the run in ``out`` from its ``last.npz`` (after an interruption):
+        its recipe, seed and iteration count come from the checkpoint
     progress : show tqdm bars
     echo : where the step-by-step lines go (``print``; ``lambda *a: None`` for silence)
     **overrides : any other :data:`RECIPE` entry (e.g. ``size=(96, 96)``, ``n_test=20``)
     """
+    start = time.monotonic()
+    unknown = sorted(set(overrides) - set(RECIPE))
+    if unknown:
+        raise TypeError(f"unknown demo settings {unknown}; known: {sorted(RECIPE)}")
+    recipe = {**RECIPE, **overrides, **({} if seconds is None else {"seconds": seconds})}
+    checkpoint = os.path.join(out, "last.npz")
+    if resume:
+        recipe, seed, iters = _resumed(checkpoint, recipe)
+    os.makedirs(out, exist_ok=True)
+    train_set, val_set, test_set = (_shapes(recipe, seed, stream, n) for stream, n in (
+        ("train", TRAIN_STREAM), ("val", recipe["n_val"]), ("test", recipe["n_test"])))
+    deadline = None
+    if iters is None:
+        iters, deadline = _plan(recipe, train_set, val_set, device, seed, start, echo)
+    echo(f"training {recipe['model']} (width {recipe['width']:g}) on generated "
+         f"{recipe['size'][0]}x{recipe['size'][1]} shapes for {iters} iterations of "
+         f"{recipe['batch_size']} images on {device}")
+    setup = _setup(recipe, train_set, val_set, device, seed, iters)
+    if not resume:
+        _remove_stale_run(out)
+    result = setup.run(out, val_every=recipe["val_every"], log_every=10, progress=progress,
+                       resume=checkpoint if resume else None, stop_at=deadline)
+    if result.iteration < iters:
+        echo(f"the time budget ran out after {result.iteration} of {iters} iterations")
+    echo(f"kept the weights of {result.weights_from}; scoring {len(test_set)} held-out "
+         f"images")
+    metrics, files = _report(out, setup, test_set, recipe, result, device, seed)
+    seconds_taken = time.monotonic() - start
+    echo(format_metrics(metrics, ShapesDataset.class_names))
+    echo(f"held-out mean IoU {metrics.mean_iou:.3f} after {seconds_taken:.0f} s")
+    return DemoResult(metrics, seconds_taken, files, result.iteration, iters)
+
+
+def _shapes(recipe, seed, stream, n):
+    return ShapesDataset(n, size=recipe["size"], n_shapes=tuple(recipe["n_shapes"]),
+                         scale=tuple(recipe["scale"]), seed=seed * 3 + STREAMS[stream])
+
+
+def _setup(recipe, train_set, val_set, device, seed, iters):
+    """The training run, with the demo's recipe (and the prior in the score's bias)."""
+    setup = TrainingSetup.build(
+        train_set, val_set, model=recipe["model"], width=recipe["width"], device=device,
+        batch_size=recipe["batch_size"], optimizer=recipe["optimizer"], lr=recipe["lr"],
+        weight_decay=0.0, schedule=recipe["schedule"], warmup=recipe["warmup"], iters=iters,
+        dropout=recipe["dropout"], flip=True, preprocess=recipe["preprocess"], seed=seed)
+    if recipe["prior_bias"]:
+        bias = setup.model.score_fr.bias
+        bias.data[...] = _log_prior(train_set, bias.data)
+    setup.config["demo"] = {k: (list(v) if isinstance(v, tuple) else v)
+                            for k, v in recipe.items()}
+    return setup
+
+
+def _log_prior(dataset, like, n=64):
+    """log of each class's pixel frequency over the first ``n`` training images: the
+    coarse score's bias, so that the first prediction is the prior, not a uniform guess
+    (the bilinear upsamplings carry a constant score through unchanged)."""
+    counts = np.zeros(dataset.n_class)
+    for i in range(min(n, len(dataset))):
+        counts += np.bincount(dataset[i][1].ravel(), minlength=dataset.n_class)
+    prior = (counts + 1) / (counts + 1).sum()                      # no class at log 0
+    from .backend import get_array_module
+    return get_array_module(like).asarray(np.log(prior), dtype=like.dtype)
+
+
+def _plan(recipe, train_set, val_set, device, seed, start, echo):
+    """The iterations that fit in the budget, measured on this machine, and the deadline
+    training must stop by so that the evaluation and figures still fit."""
+    step, image = _calibrate(recipe, train_set, val_set, device, seed)
+    scoring = (recipe["n_test"] + recipe["n_examples"]) * image + MARGIN_SECONDS
+    left = recipe["seconds"] - (time.monotonic() - start) - scoring
+    per_iteration = step + recipe["n_val"] * image / recipe["val_every"]
+    iters = max(1, int(left / per_iteration))
+    echo(f"a step takes {step:.3f} s here and scoring an image {image:.3f} s: {iters} "
+         f"iterations fit in the {recipe['seconds']:g} s budget")
+    return iters, start + recipe["seconds"] - scoring
+
+
+def _calibrate(recipe, train_set, val_set, device, seed):
+    """Median seconds of a training step, and of scoring one image, on a throwaway copy of
+    the run (its steps do not count: the real run starts from the same seed)."""
+    from .train import train_step
+    from .training_setup import EvalBatches
+
+    setup = _setup(recipe, train_set, None, device, seed, 1000)
+    batches, times = iter(setup.batches), []
+    warm, timed = CALIBRATION_STEPS
+    for k in range(warm + timed):
+        begin = time.perf_counter()
+        float(train_step(setup.model, setup.optimizer, *next(batches), setup.scheduler))
+        times.append(time.perf_counter() - begin)
+    images, _ = next(iter(EvalBatches(val_set, recipe["preprocess"])))
+    begin = time.perf_counter()
+    setup.model.eval()
+    float(setup.model(_to(images, device)).sum())
+    return float(np.median(times[warm:])), (time.perf_counter() - begin) / len(images)
+
+
+def _to(images, device):
+    from .backend import to_device
+    return to_device(images, device)
+
+
+def _resumed(checkpoint, recipe):
+    """The recipe, seed and iteration count of the run whose checkpoint this is."""
+    from .train import checkpoint_config
+
+    _, config = checkpoint_config(checkpoint)
+    saved = config.get("demo")
+    if not isinstance(saved, dict) or set(saved) != set(RECIPE):
+        raise ValueError(f"{checkpoint} is not a checkpoint of minifcn demo (no demo recipe "
+                         f"in it); resume it with minifcn train --resume")
+    saved = {k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items()}
+    return saved, int(config["seed"]), int(config["iters"])
+
+
+def _report(out, setup, test_set, recipe, result, device, seed):
+    """Score the test set; write metrics.txt, curves.png, examples/ and samples/."""
     from .plot import read_log, training_curves
     from .train import evaluate
     from .training_setup import EvalBatches
 
-    unknown = sorted(set(overrides) - set(RECIPE))
-    if unknown:
-        raise TypeError(f"unknown demo settings {unknown}; known: {sorted(RECIPE)}")
-    recipe = {**RECIPE, **overrides, **({} if iters is None else {"iters": iters})}
-    start = time.perf_counter()
-    os.makedirs(out, exist_ok=True)
-
-    def shapes(n, stream):
-        return ShapesDataset(n, size=recipe["size"], n_shapes=recipe["n_shapes"],
-                             scale=recipe["scale"], seed=seed * 3 + stream)
-
-    train_set, val_set, test_set = shapes(TRAIN_STREAM, 0), shapes(recipe["n_val"], 1), \
-        shapes(recipe["n_test"], 2)
-    names, palette = ShapesDataset.class_names, ShapesDataset.palette
-    echo(f"training {recipe['model']} (width {recipe['width']:g}) on generated "
-         f"{recipe['size'][0]}x{recipe['size'][1]} shapes for {recipe['iters']} iterations "
-         f"of {recipe['batch_size']} images on {device}")
-    setup = TrainingSetup.build(
-        train_set, val_set, model=recipe["model"], width=recipe["width"], device=device,
-        batch_size=recipe["batch_size"], optimizer=recipe["optimizer"], lr=recipe["lr"],
-        weight_decay=0.0, schedule=recipe["schedule"], warmup=recipe["warmup"],
-        iters=recipe["iters"],
-        dropout=recipe["dropout"], flip=True, preprocess=recipe["preprocess"], seed=seed)
-    _remove_stale_run(out)
-    result = setup.run(out, val_every=recipe["val_every"], log_every=10, progress=progress)
-    echo(f"kept the weights of {result.weights_from}; scoring {len(test_set)} held-out "
-         f"images")
-
+    names = ShapesDataset.class_names
     metrics = evaluate(setup.model, EvalBatches(test_set, recipe["preprocess"]),
                        ShapesDataset.n_class)
     files = {"model": result.weights_path, "log": os.path.join(out, "log.csv"),
              "metrics": os.path.join(out, "metrics.txt"),
              "curves": os.path.join(out, "curves.png")}
-    table = format_metrics(metrics, names)
+    for name in ("best", "last"):
+        if os.path.exists(os.path.join(out, f"{name}.npz")):
+            files[name] = os.path.join(out, f"{name}.npz")
     _write_text(files["metrics"], f"minifcn demo: {recipe['model']}, width "
                 f"{recipe['width']:g}, {result.iteration} iterations, {device}, seed {seed}; "
-                f"held-out test set of {len(test_set)} images\n\n{table}\n")
+                f"held-out test set of {len(test_set)} images\n\n"
+                f"{format_metrics(metrics, names)}\n")
     training_curves(read_log(files["log"]), files["curves"],
-                    title=f"{recipe['model']} width {recipe['width']:g} on shapes",
-                    target=0.85)
-    files.update(_write_examples(out, setup.model, test_set, recipe, names, palette))
-    seconds = time.perf_counter() - start
-    echo(table)
-    echo(f"held-out mean IoU {metrics.mean_iou:.3f} after {seconds:.0f} s")
-    return DemoResult(metrics, seconds, files)
+                    title=f"{recipe['model']} width {recipe['width']:g} on shapes, seed {seed}")
+    files.update(_write_examples(out, setup.model, test_set, recipe, names,
+                                 ShapesDataset.palette))
+    return metrics, files
 
 
 def _write_examples(out, model, test_set, recipe, names, palette) -> dict:
@@ -131,7 +231,7 @@ def _write_examples(out, model, test_set, recipe, names, palette) -> dict:
         label = predict(model, image, recipe["preprocess"])
         files[f"example{i}"] = os.path.join(out, "examples", f"test_{i:03d}.png")
         segmentation_panels(image, label, palette=palette, class_names=names, truth=truth,
-               path=files[f"example{i}"])
+                            path=files[f"example{i}"])
         files[f"sample{i}"] = os.path.join(out, "samples", f"test_{i:03d}.png")
         with atomic_open(files[f"sample{i}"]) as f:
             Image.fromarray(image).save(f, format="PNG")
@@ -152,3 +252,4 @@ def _write_text(path, text: str) -> None:
 
     with atomic_open(path) as f:
         f.write(text.encode())
+

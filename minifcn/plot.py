@@ -194,8 +194,8 @@ def segmentation_panels(image, label, *, palette, class_names, highlight=None, t
     r"""Show a prediction three ways, side by side, over a legend of the classes present.
 
     Panels: [``ground truth`` if ``truth`` is given |] ``prediction`` (``label`` in the
-    ``palette``) | ``overlay`` (:func:`minifcn.inference.overlay`) | ``mask: <name>`` (class
-    ``highlight`` white over the darkened image). Each panel is the image enlarged by an
+    ``palette``) | ``overlay`` (:func:`minifcn.inference.overlay`) | ``predicted <name>``
+    (the pixels predicted as class ``highlight``, white over the darkened image). Each panel is the image enlarged by an
     integer nearest-neighbour factor (:func:`panel_boxes`). Returns the RGB image and
     writes it as a PNG to ``path`` (atomically) where given.
 
@@ -215,7 +215,8 @@ def segmentation_panels(image, label, *, palette, class_names, highlight=None, t
     mask = (label == highlight).astype(np.uint8)                          # (H, W) in {0, 1}
     panels = [("prediction", colorize(label, palette)),
               ("overlay", overlay(image, label, palette)),
-              (f"mask: {names[highlight]}", overlay(image, mask, MASK_PALETTE, alpha=0.6))]
+              (f"predicted {names[highlight]}",
+               overlay(image, mask, MASK_PALETTE, alpha=0.6))]
     if truth is not None:
         panels.insert(0, ("ground truth", colorize(truth, palette)))
     scale, boxes = panel_boxes(image.shape, len(panels))

@@ -47,6 +47,7 @@ import math
 import os
 import signal
 import threading
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -293,6 +294,25 @@ def load_checkpoint(path, model, optimizer=None, scheduler=None, batches=None) -
                       _float_or_nan(meta.get("best_mean_iou")), meta.get("metrics"))
 
 
+def checkpoint_config(path) -> tuple[int, dict]:
+    """The iteration and the run's configuration stored in a checkpoint, without a model
+    (what a resume needs to rebuild the run). Raises :class:`CheckpointError` as
+    :func:`load_checkpoint` does."""
+    path = os.fspath(path)
+    arrays = _read_npz(path)
+    if "iteration" not in arrays or "config" not in arrays:
+        raise CheckpointError(f"{path!r} is not a minifcn checkpoint: no iteration or config")
+    try:
+        config = json.loads(str(arrays["config"][()]))
+        iteration = int(np.asarray(arrays["iteration"]).reshape(-1)[0])
+    except (ValueError, TypeError, IndexError) as err:
+        raise CheckpointError(f"{path!r} holds an unreadable iteration or config: {err}") \
+            from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path!r} holds a config that is not a JSON object")
+    return iteration, config
+
+
 def _read_npz(path: str) -> dict:
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint {path!r} does not exist")
@@ -326,7 +346,8 @@ class TrainResult(NamedTuple):
 def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
           val_every: int = 0, log_every: int = 10, log_path=None, checkpoint_dir=None,
           checkpoint_every: int = 0, resume=None, config=None, progress: bool = True,
-          n_class: int | None = None, stop_after: int | None = None) -> TrainResult:
+          n_class: int | None = None, stop_after: int | None = None,
+          stop_at: float | None = None) -> TrainResult:
     """Train ``model`` until ``iters`` iterations are done in all.
 
     Parameters
@@ -353,6 +374,8 @@ def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
     stop_after : leave after this many iterations of this call, as an interruption would
         (``last.npz`` is written there), without changing the schedule's ``iters``; a
         later call with ``resume`` continues (for time-limited jobs)
+    stop_at : a ``time.monotonic()`` deadline: the first iteration to end past it is the
+        last of this call, as with ``stop_after``
 
     Raises
     ------
@@ -399,6 +422,8 @@ def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
             loss = train_step(model, optimizer, images, labels, scheduler)
             loss_sum, window = (loss if loss_sum is None else loss_sum + loss), window + 1
             bar.update(1)
+            if stop_at is not None and it < stop and time.monotonic() >= stop_at:
+                stop = it                              # out of time: leave as stop_after does
             validate = val is not None and ((val_every and it % val_every == 0) or it == iters)
             save = checkpoint_dir is not None and (
                 validate or it == stop or (checkpoint_every and it % checkpoint_every == 0))
@@ -423,12 +448,17 @@ def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
                     best = float(result.mean_iou)
                     if checkpoint_dir is not None:
                         checkpoint("best.npz", it)
-            bar.set_postfix(loss=f"{logged:.4f}", lr=f"{lr:.3g}")
+            shown = {"loss": f"{logged:.4f}", "lr": f"{lr:.3g}"}
+            if validation is not None:
+                shown["val mIoU"] = f"{validation.mean_iou:.3f}"
+            bar.set_postfix(shown)
             if log_path is not None:
                 _append_row(log_path, row)
             if save:
                 checkpoint("last.npz", it)
                 last_good = os.path.join(checkpoint_dir, "last.npz")
+            if it == stop:
+                break
     return TrainResult(max(start, stop), logged, best, metrics, validated_at, validation)
 
 

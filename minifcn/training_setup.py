@@ -144,16 +144,17 @@ class TrainingSetup(NamedTuple):
         return cls(net, opt, sched, batches, val, config, names)
 
     def run(self, out, *, val_every=0, log_every=10, checkpoint_every=0, resume=None,
-            progress=True, stop_after=None) -> SetupResult:
+            progress=True, stop_after=None, stop_at=None) -> SetupResult:
         """Train up to ``config["iters"]``, writing ``log.csv``, ``last.npz``, ``best.npz``
         (checkpoints) and ``model.npz`` (the weights kept: best validated, else last) into
-        ``out``."""
+        ``out``; ``stop_after`` and ``stop_at`` (a ``time.monotonic()`` deadline) leave
+        earlier, as :func:`minifcn.train.train` says."""
         result = train(self.model, self.optimizer, self.batches, iters=self.config["iters"],
                        scheduler=self.scheduler, val=self.val, val_every=val_every,
                        log_every=log_every, checkpoint_dir=out,
                        checkpoint_every=checkpoint_every, resume=resume, config=self.config,
                        progress=progress, n_class=self.config["n_class"],
-                       stop_after=stop_after)
+                       stop_after=stop_after, stop_at=stop_at)
         best = os.path.join(out, "best.npz")
         weights_from, metrics = "the last iteration", None
         if self.val is not None:

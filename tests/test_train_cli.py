@@ -123,10 +123,13 @@ def test_demo_writes_what_it_promises(tmp_path):
                                    "--no-progress", "--out", "demo", cwd=tmp_path)
     assert status == 0, err
     out = tmp_path / "demo"
-    for name in ("metrics.txt", "curves.png", "model.npz", "log.csv", "best.npz"):
+    for name in ("metrics.txt", "curves.png", "model.npz", "log.csv", "best.npz", "last.npz"):
         assert (out / name).exists(), name
+        assert f"demo/{name}" in printed, f"{name} is written but not listed"
     examples = sorted(os.listdir(out / "examples"))
     assert examples == ["test_000.png", "test_001.png", "test_002.png"]
+    assert sorted(os.listdir(out / "samples")) == examples
+    assert "demo/examples/" in printed and "demo/samples/" in printed
     with Image.open(out / "examples" / examples[0]) as panel:
         assert panel.width > 3 * panel.height             # panels side by side
     with Image.open(out / "curves.png") as curves:
@@ -140,11 +143,58 @@ def test_demo_writes_what_it_promises(tmp_path):
     assert "background" in predicted
 
 
+@pytest.mark.slow
+def test_demo_trains_for_a_time_budget(tmp_path):
+    """Without --iters the demo measures its step here and plans the iterations that fit;
+    metrics.txt records how many ran (no time is asserted: the machine is shared)."""
+    status, printed, err = run_cli("demo", "--seconds", "20", "--test-images", "2",
+                                   "--no-progress", "--out", "demo", cwd=tmp_path)
+    assert status == 0, err
+    planned = next(line for line in printed.splitlines() if "fit in the 20 s budget" in line)
+    iters = int(planned.split(": ")[-1].split()[0])
+    assert iters >= 1
+    metrics = (tmp_path / "demo" / "metrics.txt").read_text()
+    ran = int(metrics.split(" iterations")[0].split()[-1])
+    assert 1 <= ran <= iters
+
+
+@pytest.mark.slow
+def test_demo_ctrl_c_saves_and_resume_finishes_the_same_run(tmp_path):
+    """SIGINT during the demo: exit 130 with the command that resumes; --resume then ends
+    with the weights of a run never interrupted."""
+    import signal
+    import time
+
+    common = [sys.executable, "-m", "minifcn", "demo", "--iters", "60", "--test-images", "2",
+              "--no-progress", "--seed", "1"]
+    out = tmp_path / "cut"
+    process = subprocess.Popen([*common, "--out", str(out)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    log, deadline = out / "log.csv", time.monotonic() + 120
+    while (not log.exists() or log.read_text().count("\n") < 3) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert f"minifcn demo --out {out} --resume" in err
+    assert cli.main(["demo", "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert cli.main(["demo", "--iters", "60", "--test-images", "2", "--no-progress", "--seed",
+                     "1", "--out", str(tmp_path / "whole")]) == 0
+    resumed = read_weights(out / "model.npz").arrays
+    whole = read_weights(tmp_path / "whole" / "model.npz").arrays
+    for name in whole:
+        np.testing.assert_array_equal(resumed[name], whole[name], err_msg=name)
+
+
 def test_demo_user_errors(tmp_path, capsys):
     assert cli.main(["demo", "--iters", "0", "--out", str(tmp_path)]) == 2
     assert "--iters and --test-images must be at least 1" in capsys.readouterr().err
     assert cli.main(["demo", "--device", "cuda:x", "--out", str(tmp_path)]) == 2
     assert "device" in capsys.readouterr().err
+    assert cli.main(["demo", "--seconds", "0", "--out", str(tmp_path)]) == 2
+    assert "--seconds must be a positive number" in capsys.readouterr().err
+    assert cli.main(["demo", "--resume", "--out", str(tmp_path / "none")]) == 2
+    assert "--resume needs" in capsys.readouterr().err
 
 
 def test_ctrl_c_saves_the_iteration_and_resume_continues_exactly(shapes_dir, tmp_path):
