@@ -59,6 +59,9 @@ CONV = {  # name: (N, C, F, (H, W), kernel, stride, padding, dilation)
     "k5-s3-p2": (1, 2, 3, (13, 11), 5, 3, 2, 1),
     "k2-s2-p0": (2, 3, 2, (8, 8), 2, 2, 0, 1),
     "k(3,5)-s1-p(0,4)-d(1,2)": (1, 3, 3, (9, 12), (3, 5), 1, (0, 4), (1, 2)),
+    "k3-s1-p10-border": (2, 3, 4, (6, 5), 3, 1, 10, 1),
+    "k3-s2-p(7,9)-d2-border": (1, 2, 3, (5, 7), 3, 2, (7, 9), 2),
+    "k1-s1-p6-border": (1, 3, 2, (4, 4), 1, 1, 6, 1),
     "winograd-C128-p1": (1, 128, 8, (10, 9), 3, 1, 1, 1),
     "winograd-C128-p2-N2": (2, 128, 4, (7, 6), 3, 1, 2, 1),
     "winograd-C127": (1, 127, 4, (8, 8), 3, 1, 1, 1),
@@ -331,7 +334,8 @@ def test_a_path_that_claims_too_much_is_caught(monkeypatch):
     """A fast path whose rule is too broad (Winograd claiming a stride-2 convolution) fails
     on the grid's cases outside its true domain."""
     from minifcn.ops.fast import winograd
-    planted = dispatch.paths("conv2d.forward")[0]._replace(applies=lambda call: True)
+    planted = next(p for p in dispatch.paths("conv2d.forward") if p.name == "winograd")
+    planted = planted._replace(applies=lambda call: True)
     assert planted.run is winograd.forward
     monkeypatch.setitem(dispatch._paths, "conv2d.forward", [planted])
     case = next(c for c in CASES if c.piece == "conv2d.forward" and c.name == "k1-s2-p1")

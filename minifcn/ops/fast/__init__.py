@@ -12,10 +12,13 @@ same order; 1e-5 where GEMMs sum in another order (observed: at most 3.5e-7 on t
 1e-4 where Winograd may run, whose transforms hold 4, 5, 8, 1/6 and 1/24 (observed 7.4e-6).
 """
 from ..dispatch import register
-from . import (correlation, cuda, gemm, phases, pool_strided, pool_tiles, pooled,
+from . import (border, correlation, cuda, gemm, phases, pool_strided, pool_tiles, pooled,
                transpose_by_conv, windows, winograd)
 
 # conv2d
+register("conv2d.forward", "border", border.RULE, border.applies, border.forward)
+register("conv2d.input_grad", "border", border.RULE, border.applies, border.input_grad)
+register("conv2d.weight_grad", "border", border.RULE, border.applies, border.weight_grad)
 register("conv2d.forward", "winograd", winograd.RULE, winograd.applies, winograd.forward,
          float32_tolerance=1e-4)
 register("conv2d.forward", "gemm", gemm.RULE, lambda call: True, gemm.forward)
