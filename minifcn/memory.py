@@ -180,7 +180,7 @@ def chunks(count: int, cost, what: str = "", unit: str = "item", required: bool 
             return None
         needed = cost(1)
         raise WorkspaceLimitError(
-            f"{what} needs {_bytes(needed)} of workspace for a single {unit}, more than "
+            f"{_named(what)} needs {_bytes(needed)} of workspace for a single {unit}, more than "
             f"the workspace limit of {_bytes(limit)}; raise it with "
             f"minifcn.set_workspace_limit", needed, limit)
     pieces = -(-count // lo)
@@ -216,7 +216,10 @@ def purpose(what: str):
         _context.what = previous
 
 
-def _named(what: str) -> str:
+def _named(what) -> str:
+    """``what`` (a string, or a function giving one: built only for a message), prefixed by
+    the op it serves (:func:`purpose`)."""
+    what = what() if callable(what) else what
     outer = getattr(_context, "what", None)
     return what if outer is None or what.startswith(outer) else f"{outer} computed as {what}"
 

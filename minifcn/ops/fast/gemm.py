@@ -77,10 +77,10 @@ def plan(conv: ConvShape, cost):
     """Chunks ``(n0, n1, r0, r1)`` whose largest buffer, ``cost(images, rows)``, fits the
     workspace limit: whole images where possible, else rows of one image."""
     N, OH = conv.x_shape[0], conv.out[0]
-    images = memory.chunks(N, lambda k: cost(k, OH), conv.describe(), required=False)
+    images = memory.chunks(N, lambda k: cost(k, OH), conv.describe, required=False)
     if images is not None:
         return [(n0, n1, 0, OH) for n0, n1 in images]
-    rows = memory.chunks(OH, lambda r: cost(1, r), conv.describe(), unit="output row")
+    rows = memory.chunks(OH, lambda r: cost(1, r), conv.describe, unit="output row")
     return [(n, n + 1, r0, r1) for n in range(N) for r0, r1 in rows]
 
 
@@ -95,7 +95,7 @@ def chunk_columns(x, conv: ConvShape, chunk):
     KH, KW = conv.w_shape[2:]
     shape = (C, KH, KW, n1 - n0, r1 - r0, conv.out[1])
     with memory.scratch(get_array_module(x), shape, x.dtype,
-                        f"im2col for {conv.describe()}") as col:
+                        lambda: f"im2col for {conv.describe()}") as col:
         offset = (conv.padding[0] - r0 * conv.stride[0], conv.padding[1])
         im2col_into(x[n0:n1], col, conv.stride, offset, conv.dilation)
         yield col.reshape(conv.ckk, -1)                              # (CKK, images*rows*OW)
@@ -123,7 +123,7 @@ def forward(x, weight, bias, stride, padding, dilation, what="conv2d forward"):
     F = weight.shape[0]
     w_mat = weight.reshape(F, -1)                                    # (F, CKK)
     y = memory.result(xp, (x.shape[0], F) + conv.out, x.dtype,
-                      conv.describe())                               # (N, F, OH, OW)
+                      conv.describe)                               # (N, F, OH, OW)
     for chunk in plan(conv, conv.col_bytes):
         n0, n1, r0, r1 = chunk
         with chunk_columns(x, conv, chunk) as col:                   # (CKK, images*L)
@@ -139,7 +139,7 @@ def input_grad(dy, weight, x_shape, stride, padding, dilation, what="conv2d inpu
     dy = xp.ascontiguousarray(dy)
     conv = conv_shape(xp, x_shape, weight.shape, stride, padding, dilation, dy.dtype, what)
     w_t = weight.reshape(weight.shape[0], -1).T                      # (CKK, F)
-    dx = memory.result(xp, x_shape, dy.dtype, conv.describe(), zeros=True)  # (N, C, H, W)
+    dx = memory.result(xp, x_shape, dy.dtype, conv.describe, zeros=True)  # (N, C, H, W)
     for chunk in plan(conv, lambda k, r: max(conv.col_bytes(k, r), conv.rows_bytes(k, r))):
         n0, n1, r0, r1 = chunk
         if conv.pointwise and n1 - n0 == 1:                          # dcol is dx itself
@@ -155,7 +155,7 @@ def _add_chunk_gradient(dx, dy, w_t, conv: ConvShape, chunk):
     C, (KH, KW), OW = conv.x_shape[1], conv.w_shape[2:], conv.out[1]
     shape = (C, KH, KW, n1 - n0, r1 - r0, OW)
     xp = get_array_module(dy)
-    with memory.scratch(xp, shape, dy.dtype, f"col2im for {conv.describe()}") as dcol:
+    with memory.scratch(xp, shape, dy.dtype, lambda: f"col2im for {conv.describe()}") as dcol:
         dcol_mat = dcol.reshape(conv.ckk, -1)                        # (CKK, images*L)
         L = (r1 - r0) * OW
         for k in range(n1 - n0):
@@ -185,12 +185,12 @@ def weight_grad(dy, x, weight_shape, stride, padding, dilation, what="conv2d wei
         with chunk_columns(x, conv, chunk) as col, _dy_matrix(dy, conv, chunk) as dy_mat:
             a, b = (col, dy_mat) if transposed else (dy_mat, col)
             if acc is None:                              # (CKK, F), or (F, CKK)
-                acc = memory.result(xp, (a.shape[0], b.shape[0]), x.dtype, conv.describe())
+                acc = memory.result(xp, (a.shape[0], b.shape[0]), x.dtype, conv.describe)
                 xp.matmul(a, b.T, out=acc)
             else:
                 accumulate(acc, a, b, conv)
     if transposed:
-        dw = memory.result(xp, (F, conv.ckk), x.dtype, conv.describe())
+        dw = memory.result(xp, (F, conv.ckk), x.dtype, conv.describe)
         dw[...] = acc.T                                              # (F, CKK)
         acc = dw
     return acc.reshape(weight_shape)                                 # (F, C, KH, KW)
@@ -206,7 +206,7 @@ def _dy_matrix(dy, conv: ConvShape, chunk):
     F = dy.shape[1]
     shape = (F, n1 - n0) + dy.shape[2:]
     with memory.scratch(get_array_module(dy), shape, dy.dtype,
-                        f"dy columns for {conv.describe()}") as mat:
+                        lambda: f"dy columns for {conv.describe()}") as mat:
         mat[...] = dy[n0:n1].transpose(1, 0, 2, 3)                  # (F, images, OH, OW)
         yield mat.reshape(F, -1)
 

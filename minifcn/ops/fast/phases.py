@@ -132,14 +132,14 @@ def forward(x, weight, stride, padding, y_shape, what="conv_transpose2d forward"
     conv = _correlation(xp, x, grid, G, what)
     covered = all(grid.padding[a] + grid.out[a] <= grid.size[a] * grid.stride[a]
                   for a in range(2))
-    y = memory.result(xp, y_shape, x.dtype, conv.describe(),
+    y = memory.result(xp, y_shape, x.dtype, conv.describe,
                                zeros=not covered)                    # (N, F, OH, OW)
     for chunk in plan(conv, lambda k, r: _forward_bytes(conv, G, k, r)):
         n0, n1, r0, r1 = chunk
         L = (r1 - r0) * U
         with chunk_columns(x, conv, chunk) as col, \
                 memory.scratch(xp, (G, (n1 - n0) * L), x.dtype,
-                                 f"phases of {conv.describe()}") as z:
+                                 lambda: f"phases of {conv.describe()}") as z:
             xp.matmul(w_mat, col, out=z)                              # (G, images*rows*U)
             z7 = z.reshape((y_shape[1],) + grid.stride + (n1 - n0, r1 - r0, U))  # a view
             for k in range(n1 - n0):
@@ -182,20 +182,21 @@ def backward(dy, x, weight, stride, padding, what="conv_transpose2d backward"):
     w_mat = _phase_matrix(weight, grid)                              # (G, C*MH*MW)
     G, ckk = w_mat.shape
     conv = _correlation(xp, x, grid, G, what)
-    dx = memory.result(xp, x.shape, dy.dtype, conv.describe(),
+    dx = memory.result(xp, x.shape, dy.dtype, conv.describe,
                                 zeros=True)                          # (N, C, H, W)
     dw = None                                                        # (G, C*MH*MW)
     for chunk in plan(conv, lambda k, r: _backward_bytes(conv, G, k, r)):
         n0, n1, r0, r1 = chunk
         L = (n1 - n0) * (r1 - r0) * grid.size[1]
-        with memory.scratch(xp, (G, L), dy.dtype, f"phases of dy for {conv.describe()}") \
+        with memory.scratch(xp, (G, L), dy.dtype,
+                            lambda: f"phases of dy for {conv.describe()}") \
                 as d, chunk_columns(x, conv, chunk) as col:
             _dy_phases(dy[n0:n1], d, grid, r0, r1 - r0)                # (G, images*rows*U)
             if dw is None:
                 dw = xp.matmul(d, col.T)                             # (G, C*MH*MW), fresh
             else:
                 accumulate(dw, d, col, conv)
-            with memory.scratch(xp, (ckk, L), dy.dtype, f"col2im for {conv.describe()}") \
+            with memory.scratch(xp, (ckk, L), dy.dtype, lambda: f"col2im for {conv.describe()}") \
                     as dcol:
                 xp.matmul(w_mat.T, d, out=dcol)                      # (C*MH*MW, images*rows*U)
                 dcol6 = dcol.reshape(conv.w_shape[1:] + (n1 - n0, r1 - r0, grid.size[1]))
