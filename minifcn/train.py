@@ -181,14 +181,16 @@ def _device(model) -> str:
     return params[0].device if params else "cpu"
 
 
-def train_step(model, optimizer, images, labels, scheduler=None):
+def train_step(model, optimizer, images, labels, scheduler=None, class_weight=None):
     """One iteration on one batch; returns the loss as a 0-d array on the model's device
-    (not read, so no host synchronisation)."""
+    (not read, so no host synchronisation). ``class_weight``: the loss's weight per class
+    (an array of the model's dtype on its device), or None."""
     device = _device(model)
     x, t = to_device(images, device), to_device(labels, device)
     optimizer.zero_grad()
     scores = model(x)                                           # (N, C, H, W)
-    loss, cache = softmax_cross_entropy_forward(scores, t, ignore_index=IGNORE_INDEX)
+    loss, cache = softmax_cross_entropy_forward(scores, t, weight=class_weight,
+                                                ignore_index=IGNORE_INDEX)
     dscores, _, _ = softmax_cross_entropy_backward(1.0, cache)  # (N, C, H, W)
     model.backward(dscores)
     optimizer.step()
@@ -347,7 +349,7 @@ def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
           val_every: int = 0, log_every: int = 10, log_path=None, checkpoint_dir=None,
           checkpoint_every: int = 0, resume=None, config=None, progress: bool = True,
           n_class: int | None = None, stop_after: int | None = None,
-          stop_at: float | None = None) -> TrainResult:
+          stop_at: float | None = None, class_weight=None) -> TrainResult:
     """Train ``model`` until ``iters`` iterations are done in all.
 
     Parameters
@@ -376,6 +378,7 @@ def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
         later call with ``resume`` continues (for time-limited jobs)
     stop_at : a ``time.monotonic()`` deadline: the first iteration to end past it is the
         last of this call, as with ``stop_after``
+    class_weight : the loss's weight per class (``n_class`` values), or None
 
     Raises
     ------
@@ -390,6 +393,7 @@ def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
     if stop_after is not None:
         stop_after = positive_int("stop_after", stop_after)
     n_class = n_class if n_class is not None else model.n_class
+    class_weight = _class_weight(class_weight, model, n_class)
     start, best, metrics = 0, float("nan"), None
     if resume is not None:
         start, _, best, metrics = load_checkpoint(resume, model, optimizer, scheduler,
@@ -419,7 +423,7 @@ def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
                 raise TrainingInterrupted(it - 1, os.path.join(checkpoint_dir, "last.npz"))
             lr = optimizer.param_groups[0]["lr"]       # the rate this step uses
             images, labels = next(batches)
-            loss = train_step(model, optimizer, images, labels, scheduler)
+            loss = train_step(model, optimizer, images, labels, scheduler, class_weight)
             loss_sum, window = (loss if loss_sum is None else loss_sum + loss), window + 1
             bar.update(1)
             if stop_at is not None and it < stop and time.monotonic() >= stop_at:
@@ -460,6 +464,18 @@ def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
             if it == stop:
                 break
     return TrainResult(max(start, stop), logged, best, metrics, validated_at, validation)
+
+
+def _class_weight(weight, model, n_class):
+    """The loss's class weights as an array of the model's dtype on its device, or None."""
+    if weight is None:
+        return None
+    values = np.asarray(weight, dtype=np.float64).reshape(-1)
+    if values.size != n_class or not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError(f"class_weight must be {n_class} finite non-negative numbers, one "
+                         f"per class, got {weight!r}")
+    dtype = next(iter(model.parameters())).data.dtype
+    return to_device(values.astype(dtype), _device(model))
 
 
 def _append_row(path, row: dict) -> None:

@@ -101,7 +101,7 @@ class TrainingSetup(NamedTuple):
               device="cpu", batch_size=1, optimizer="adam", lr=1e-3, momentum=0.9,
               weight_decay=0.0, schedule="poly", warmup=0, iters=1000, dropout=0.5, crop=None,
               scale=(1.0, 1.0), flip=True, preprocess="reference", seed=0,
-              val_batch_size=8):
+              val_batch_size=8, class_weight=None):
         """Build a run. ``train_set``/``val_set``: sequences of ``(image uint8 (H, W, 3),
         label (H, W))`` with ``n_class`` (and ``classes`` or ``class_names``) attributes.
 
@@ -109,7 +109,8 @@ class TrainingSetup(NamedTuple):
         None for Kaiming initialisation. ``optimizer``: ``"adam"`` or ``"sgd"`` (momentum,
         the reference's 2x learning rate and no decay for biases). ``schedule``: ``"poly"``
         (power 0.9 over ``iters``), ``"step"`` (x0.1 at 2/3 of ``iters``) or ``"constant"``,
-        after ``warmup`` iterations of linear ramp.
+        after ``warmup`` iterations of linear ramp. ``class_weight``: the loss's weight per
+        class (e.g. against a background that covers most pixels), or None.
         """
         from .models import ARCHITECTURES, from_vgg16
 
@@ -140,7 +141,9 @@ class TrainingSetup(NamedTuple):
                   "warmup": int(warmup),
                   "iters": int(iters), "dropout": float(dropout),
                   "crop": None if crop is None else list(crop), "scale": list(scale),
-                  "flip": bool(flip), "preprocess": preprocess, "seed": int(seed)}
+                  "flip": bool(flip), "preprocess": preprocess, "seed": int(seed),
+                  "class_weight": None if class_weight is None
+                  else [float(w) for w in class_weight]}
         return cls(net, opt, sched, batches, val, config, names)
 
     def run(self, out, *, val_every=0, log_every=10, checkpoint_every=0, resume=None,
@@ -154,7 +157,8 @@ class TrainingSetup(NamedTuple):
                        log_every=log_every, checkpoint_dir=out,
                        checkpoint_every=checkpoint_every, resume=resume, config=self.config,
                        progress=progress, n_class=self.config["n_class"],
-                       stop_after=stop_after, stop_at=stop_at)
+                       stop_after=stop_after, stop_at=stop_at,
+                       class_weight=self.config.get("class_weight"))
         best = os.path.join(out, "best.npz")
         weights_from, metrics = "the last iteration", None
         if self.val is not None:

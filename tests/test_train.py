@@ -204,3 +204,31 @@ def test_batch_stream():
         BatchStream(data, 6)
     with pytest.raises(ValueError, match="batch_size"):
         BatchStream(data, 0)
+
+
+def test_class_weight_reaches_the_loss():
+    """train_step's class_weight is the loss's weight: the step's loss equals the weighted
+    cross-entropy of the same scores, and differs from the unweighted one."""
+    from minifcn.ops import softmax_cross_entropy_forward
+    from minifcn.train import train_step
+
+    rng = np.random.default_rng(0)
+    model = FCN8s(n_class=4, width=1 / 32, dropout=0.0, rng=0)
+    opt = SGD(model.parameters(), lr=0.0)                     # the weights stay put
+    model.score_fr.bias.data[...] = [2.0, -1.0, 0.0, 1.0]     # scores that differ by class
+    x = rng.standard_normal((2, 3, 24, 24)).astype(np.float32)
+    t = rng.integers(0, 4, (2, 24, 24))
+    w = np.array([0.2, 1.0, 3.0, 0.5], np.float32)
+    scores = model(x)
+    weighted = float(train_step(model, opt, x, t, class_weight=w))
+    assert weighted == pytest.approx(float(softmax_cross_entropy_forward(scores, t, w)[0]),
+                                     rel=1e-6)
+    assert weighted != pytest.approx(float(train_step(model, opt, x, t)), rel=1e-3)
+
+
+@pytest.mark.parametrize("weight", [[1.0, 2.0], [1, 1, 1, float("nan")], [1, -1, 1, 1]],
+                         ids=["too-few", "nan", "negative"])
+def test_bad_class_weight_is_refused_by_name(weight):
+    model, opt, _, batches = tiny_run()
+    with pytest.raises(ValueError, match="class_weight must be 4 finite non-negative"):
+        train(model, opt, batches, iters=1, progress=False, class_weight=weight)
