@@ -126,6 +126,19 @@ def test_fcn_table_has_times_and_peak_memory_beside_torch(torch, capsys, tmp_pat
         assert record["flops"]["step"] == 3 * record["flops"]["forward"] > 0
 
 
+def test_fcn_batch_sizes_the_step_and_says_so(capsys, tmp_path):
+    """--batch 2 times steps of two images: the header says so, and the FLOPs double."""
+    counted = {}
+    for batch in ("1", "2"):
+        path = tmp_path / f"fcn{batch}.json"
+        status, out, err = bench(capsys, "fcn", *TINY, "--arch", "fcn32s", "--no-torch",
+                                 "--batch", batch, "--json", str(path))
+        assert status == 0, err
+        assert f"width 0.0625, batch {batch}, float32" in out
+        counted[batch] = json.loads(path.read_text())["rows"][0]["flops"]["forward"]
+    assert counted["2"] == 2 * counted["1"] > 0
+
+
 def test_a_row_reads_minifcn_over_torch():
     # minifcn took 2 ms and 1 ms, torch 1 ms and 4 ms: ratios 2 (slower) and 0.25 (faster).
     row = Row("ops", "cpu", "conv", "3->4", {"forward": timing(2e-3), "backward": timing(1e-3)},
@@ -176,9 +189,12 @@ def test_plot_writes_a_png(capsys, tmp_path):
     (["--width", "0"], "width"),
     (["fcn", "--layers", "pool1"], "--layers chooses ops; it has no effect on 'fcn'"),
     (["ops", "--arch", "fcn8s"], "--arch chooses networks"),
+    (["ops", "--batch", "2"], "--batch sizes the networks' steps; it has no effect on 'ops'"),
+    (["fcn", "--batch", "0"], "--batch must be at least 1, got 0"),
     (["--json", "/no/such/folder/run.json"], "--json: no such folder: /no/such/folder"),
 ], ids=["unknown-group", "zero-size", "bad-size", "bad-device", "unknown-op", "zero-repeat",
-        "zero-width", "layers-with-fcn", "arch-with-ops", "json-folder"])
+        "zero-width", "layers-with-fcn", "arch-with-ops", "batch-with-ops", "zero-batch",
+        "json-folder"])
 def test_user_errors_exit_2_with_one_line(capsys, args, message):
     status, out, err = bench(capsys, *args)
     assert status == 2 and out == ""

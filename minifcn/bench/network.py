@@ -1,7 +1,7 @@
 r"""A whole FCN beside the same network in PyTorch: forward, and a training step.
 
 A training step is forward + softmax cross-entropy + backward (the compute of one SGD
-iteration, without the update), batch 1, on a random image with random labels (10% void).
+iteration, without the update), on ``batch`` random images with random labels (10% void).
 Each side runs in a child process of its own (``python -m minifcn.bench.network SIDE SPEC``)
 so that its peak resident memory (:func:`peak_rss`) is its own, and the minifcn side never
 imports torch. PyTorch's network is :mod:`minifcn.bench.torch_fcn`, with the same layers and
@@ -37,6 +37,7 @@ class NetworkSpec(NamedTuple):
     dtype: str = "float32"
     repeat: int = 3
     warmup: int = 1
+    batch: int = 1                 # images per forward and step
 
 
 def network_flops(spec: NetworkSpec) -> int:
@@ -44,7 +45,7 @@ def network_flops(spec: NetworkSpec) -> int:
     from ..summary import summarize_arch, totals
 
     rows = summarize_arch(spec.arch, tuple(spec.size), width=spec.width, n_class=spec.n_class)
-    return totals(rows).flops
+    return spec.batch * totals(rows).flops
 
 
 def measure_network(spec: NetworkSpec, with_torch: bool = True) -> Row:
@@ -79,8 +80,8 @@ def run_side(side: str, spec: NetworkSpec) -> dict:
 def _inputs(spec: NetworkSpec):
     rng = np.random.default_rng(0)
     h, w = spec.size
-    x = rng.standard_normal((1, 3, h, w)).astype(spec.dtype)
-    target = rng.integers(0, spec.n_class, (1, h, w))
+    x = rng.standard_normal((spec.batch, 3, h, w)).astype(spec.dtype)
+    target = rng.integers(0, spec.n_class, (spec.batch, h, w))
     target[rng.random(target.shape) < 0.1] = 255    # VOC's border/ignore label
     return x, target
 

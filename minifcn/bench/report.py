@@ -34,8 +34,8 @@ def section_head(section, plan) -> list:
         inputs = (f"FCN-8s layer shapes for a {h}x{w} image, width {plan.width:g}, batch 1, "
                   f"{plan.dtype}, device {section.device}")
     else:
-        inputs = (f"{h}x{w} image, width {plan.width:g}, batch 1, {plan.dtype}, device "
-                  f"{section.device}; each side in its own process")
+        inputs = (f"{h}x{w} image, width {plan.width:g}, batch {plan.batch}, {plan.dtype}, "
+                  f"device {section.device}; each side in its own process")
     lines = header_lines(repeat=section.repeat, warmup=section.warmup, inputs=inputs,
                          torch=section.torch, torch_note=section.torch_note, xp=section.xp,
                          min_time=section.min_time)

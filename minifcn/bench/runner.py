@@ -43,6 +43,7 @@ class Plan(NamedTuple):
     warmup: int = 1                # untimed calls first
     min_time: float = 0.05         # ops: time more calls until they fill this many seconds
     torch: bool = True             # compare with torch where it is installed
+    batch: int = 1                 # images per step of the networks ('fcn')
 
 
 class Section(NamedTuple):
@@ -73,7 +74,7 @@ def prepare(plan: Plan) -> list:
     cases = fcn_cases(plan.size, plan.width, plan.n_class, plan.ops) \
         if "ops" in plan.groups else {}
     specs = [NetworkSpec(arch, tuple(plan.size), plan.width, plan.n_class, "cpu", plan.dtype,
-                         plan.fcn_repeat, plan.warmup)
+                         plan.fcn_repeat, plan.warmup, plan.batch)
              for arch in (plan.archs if "fcn" in plan.groups else ())]
     for spec in specs:
         network_flops(spec)                         # a size the network cannot take raises

@@ -37,6 +37,9 @@ def add(commands):
                    help="channel width in (0, 1] (default 1: the paper's network)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="default float32")
+    p.add_argument("--batch", type=int, default=1, metavar="N",
+                   help="images per forward and training step of the networks ('fcn'; the "
+                        "layers of 'ops' are timed at batch 1)")
     p.add_argument("--layers", nargs="+", choices=OPS + ("all",), metavar="OP",
                    help="ops to time (default: " + " ".join(DEFAULT_OPS) + "; 'all' adds "
                         "the repeated VGG shapes)")
@@ -166,6 +169,11 @@ def _plan(args):
         raise UserError(f"bench: --layers chooses ops; it has no effect on '{args.group}'")
     if args.arch and "fcn" not in groups:
         raise UserError(f"bench: --arch chooses networks; it has no effect on '{args.group}'")
+    if args.batch < 1:
+        raise UserError(f"bench: --batch must be at least 1, got {args.batch}")
+    if args.batch != 1 and "fcn" not in groups:
+        raise UserError(f"bench: --batch sizes the networks' steps; it has no effect on "
+                        f"'{args.group}'")
     for name, least in (("repeat", 1), ("warmup", 0)):
         value = getattr(args, name)
         if value is not None and value < least:
@@ -180,7 +188,7 @@ def _plan(args):
                 archs=tuple(dict.fromkeys(args.arch or ("fcn8s",))),
                 ops_repeat=args.repeat or DEFAULT_REPEAT["ops"],
                 fcn_repeat=args.repeat or DEFAULT_REPEAT["fcn"], warmup=args.warmup,
-                min_time=args.min_time, torch=not args.no_torch)
+                min_time=args.min_time, torch=not args.no_torch, batch=args.batch)
 
 
 def _check_outputs(args) -> None:
@@ -232,6 +240,8 @@ def _command(args, plan) -> str:
     h, w = plan.size
     words = ["minifcn bench", args.group, "--device", args.device, f"--size {h}x{w}",
              f"--width {plan.width:g}", "--dtype", plan.dtype, "--warmup", str(plan.warmup)]
+    if plan.batch != 1:
+        words.append(f"--batch {plan.batch}")
     if args.repeat:
         words.append(f"--repeat {args.repeat}")
     if "ops" in plan.groups:
