@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .backend import to_device
 from .data.shapes import ShapesDataset
 from .metrics import format_metrics
 from .training_setup import TrainingSetup
@@ -82,17 +83,17 @@ def run_demo(out="minifcn-demo", *, device="cpu", iters=None, seconds=None, seed
     recipe = {**RECIPE, **overrides, **({} if seconds is None else {"seconds": seconds})}
     checkpoint = os.path.join(out, "last.npz")
     if resume:
-        recipe, seed, iters = _resumed(checkpoint, recipe)
+        recipe, seed, iters = _resumed(checkpoint)
     os.makedirs(out, exist_ok=True)
     train_set, val_set, test_set = (_shapes(recipe, seed, stream, n) for stream, n in (
         ("train", TRAIN_STREAM), ("val", recipe["n_val"]), ("test", recipe["n_test"])))
-    deadline = None
+    prior, deadline = _prior(train_set), None
     if iters is None:
-        iters, deadline = _plan(recipe, train_set, val_set, device, seed, start, echo)
+        iters, deadline = _plan(recipe, train_set, val_set, prior, device, seed, start, echo)
     echo(f"training {recipe['model']} (width {recipe['width']:g}) on generated "
          f"{recipe['size'][0]}x{recipe['size'][1]} shapes for {iters} iterations of "
          f"{recipe['batch_size']} images on {device}")
-    setup = _setup(recipe, train_set, val_set, device, seed, iters)
+    setup = _setup(recipe, train_set, val_set, prior, device, seed, iters)
     if not resume:
         _remove_stale_run(out)
     result = setup.run(out, val_every=recipe["val_every"], log_every=10, progress=progress,
@@ -113,10 +114,9 @@ def _shapes(recipe, seed, stream, n):
                          scale=tuple(recipe["scale"]), seed=seed * 3 + STREAMS[stream])
 
 
-def _setup(recipe, train_set, val_set, device, seed, iters):
+def _setup(recipe, train_set, val_set, prior, device, seed, iters):
     """The training run, with the demo's recipe: the class prior in the coarse score's bias
     and class weights of ``prior ** -class_balance`` in the loss."""
-    prior = _prior(train_set)
     weight = prior ** -recipe["class_balance"]
     weight /= (weight * prior).sum()                       # the average pixel's weight is 1
     setup = TrainingSetup.build(
@@ -127,7 +127,7 @@ def _setup(recipe, train_set, val_set, device, seed, iters):
         class_weight=weight if recipe["class_balance"] else None)
     if recipe["prior_bias"]:
         bias = setup.model.score_fr.bias
-        bias.data[...] = _to(np.log(prior).astype(bias.data.dtype), device)
+        bias.data[...] = to_device(np.log(prior).astype(bias.data.dtype), device)
     setup.config["demo"] = {k: (list(v) if isinstance(v, tuple) else v)
                             for k, v in recipe.items()}
     return setup
@@ -146,10 +146,10 @@ def _prior(dataset, n=64):
     return counts / counts.sum()
 
 
-def _plan(recipe, train_set, val_set, device, seed, start, echo):
+def _plan(recipe, train_set, val_set, prior, device, seed, start, echo):
     """The iterations that fit in the budget, measured on this machine, and the deadline
     training must stop by so that the evaluation and figures still fit."""
-    step, image = _calibrate(recipe, train_set, val_set, device, seed)
+    step, image = _calibrate(recipe, train_set, val_set, prior, device, seed)
     scoring = (recipe["n_test"] + recipe["n_examples"]) * image + MARGIN_SECONDS
     left = recipe["seconds"] - (time.monotonic() - start) - scoring
     per_iteration = step + recipe["n_val"] * image / recipe["val_every"]
@@ -159,32 +159,27 @@ def _plan(recipe, train_set, val_set, device, seed, start, echo):
     return iters, start + recipe["seconds"] - scoring
 
 
-def _calibrate(recipe, train_set, val_set, device, seed):
+def _calibrate(recipe, train_set, val_set, prior, device, seed):
     """Median seconds of a training step, and of scoring one image, on a throwaway copy of
     the run (its steps do not count: the real run starts from the same seed)."""
     from .train import train_step
     from .training_setup import EvalBatches
 
-    setup = _setup(recipe, train_set, None, device, seed, 1000)
+    setup = _setup(recipe, train_set, None, prior, device, seed, 1000)
     batches, times = iter(setup.batches), []
     warm, timed = CALIBRATION_STEPS
-    for k in range(warm + timed):
+    for _ in range(warm + timed):
         begin = time.perf_counter()
         float(train_step(setup.model, setup.optimizer, *next(batches), setup.scheduler))
         times.append(time.perf_counter() - begin)
     images, _ = next(iter(EvalBatches(val_set, recipe["preprocess"])))
     begin = time.perf_counter()
     setup.model.eval()
-    float(setup.model(_to(images, device)).sum())
+    float(setup.model(to_device(images, device)).sum())
     return float(np.median(times[warm:])), (time.perf_counter() - begin) / len(images)
 
 
-def _to(images, device):
-    from .backend import to_device
-    return to_device(images, device)
-
-
-def _resumed(checkpoint, recipe):
+def _resumed(checkpoint):
     """The recipe, seed and iteration count of the run whose checkpoint this is."""
     from .train import checkpoint_config
 

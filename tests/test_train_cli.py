@@ -24,6 +24,23 @@ def shapes_dir(tmp_path_factory):
     return str(root)
 
 
+def interrupt_after_rows(command, log, rows):
+    """Start ``command``, send it SIGINT once ``log`` holds ``rows`` rows below its header
+    (or after 120 s), and return its exit status and stderr."""
+    import signal
+    import time
+
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 120
+    while (not log.exists() or log.read_text().count("\n") < rows + 1) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    return process.returncode, err
+
+
 def run_cli(*args, cwd=None):
     done = subprocess.run([sys.executable, "-m", "minifcn", *args], capture_output=True,
                           text=True, timeout=300, cwd=cwd)
@@ -162,20 +179,11 @@ def test_demo_trains_for_a_time_budget(tmp_path):
 def test_demo_ctrl_c_saves_and_resume_finishes_the_same_run(tmp_path):
     """SIGINT during the demo: exit 130 with the command that resumes; --resume then ends
     with the weights of a run never interrupted."""
-    import signal
-    import time
-
     common = [sys.executable, "-m", "minifcn", "demo", "--iters", "60", "--test-images", "2",
               "--no-progress", "--seed", "1"]
     out = tmp_path / "cut"
-    process = subprocess.Popen([*common, "--out", str(out)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    log, deadline = out / "log.csv", time.monotonic() + 120
-    while (not log.exists() or log.read_text().count("\n") < 3) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == 130, err
+    status, err = interrupt_after_rows([*common, "--out", str(out)], out / "log.csv", 2)
+    assert status == 130, err
     assert f"minifcn demo --out {out} --resume" in err
     assert cli.main(["demo", "--out", str(out), "--resume", "--no-progress"]) == 0
     assert cli.main(["demo", "--iters", "60", "--test-images", "2", "--no-progress", "--seed",
@@ -200,20 +208,13 @@ def test_demo_user_errors(tmp_path, capsys):
 def test_ctrl_c_saves_the_iteration_and_resume_continues_exactly(shapes_dir, tmp_path):
     """SIGINT mid-run: exit 130, last.npz holds the last whole iteration, and resuming
     from it gives the same weights as a run never interrupted."""
-    import signal
-    import time
 
     common = ["train", "--data-dir", shapes_dir, *SHAPES, *TINY, "--val-split", "none",
               "--iters", "400", "--log-every", "1"]
     out = tmp_path / "cut"
-    process = subprocess.Popen([sys.executable, "-m", "minifcn", *common, "--out", str(out)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    log, deadline = out / "log.csv", time.monotonic() + 120
-    while (not log.exists() or log.read_text().count("\n") < 4) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == 130, err
+    status, err = interrupt_after_rows([sys.executable, "-m", "minifcn", *common, "--out",
+                                        str(out)], out / "log.csv", 3)
+    assert status == 130, err
     assert "interrupted after iteration" in err and "--resume" in err and err.count("\n") == 1
     from minifcn.train import load_checkpoint
     from minifcn.models import FCN8s

@@ -63,7 +63,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1):
     check_conv(x, weight, bias)
     kernel, stride, padding, dilation, out = conv_geometry(x.shape, weight.shape[2:], stride,
                                                            padding, dilation)
-    call = _call(x, weight.shape, x.shape, stride, padding, dilation, out)
+    call = dispatch.conv_call(x, x.shape, weight.shape, stride, padding, dilation, out)
     y = dispatch.run("conv2d.forward", call, x, weight, bias, stride, padding, dilation)
     return y, Conv2dCache(x, weight, bias is not None, stride, padding, dilation)
 
@@ -97,15 +97,10 @@ def conv2d_backward(dy, cache: Conv2dCache):
     out = conv_geometry(x.shape, weight.shape[2:], *geometry)[4]
     _checks.grad_shape(dy, (x.shape[0], weight.shape[0]) + out, x.dtype)
     array_module_of(dy=dy, x=x)
-    call = _call(x, weight.shape, x.shape, *geometry, out)
+    call = dispatch.conv_call(x, x.shape, weight.shape, *geometry, out)
     with memory.purpose("conv2d backward (dx)"):
         dx = dispatch.run("conv2d.input_grad", call, dy, weight, x.shape, *geometry)
     with memory.purpose("conv2d backward (dweight)"):
         dweight = dispatch.run("conv2d.weight_grad", call, dy, x, weight.shape, *geometry)
     dbias = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
     return dx, dweight, dbias
-
-
-def _call(like, w_shape, x_shape, stride, padding, dilation, out) -> dispatch.Call:
-    return dispatch.Call(dispatch.device_kind(like), like.dtype, tuple(x_shape), tuple(w_shape),
-                         tuple(w_shape[2:]), stride, padding, dilation, tuple(out))

@@ -73,7 +73,8 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
     check_conv(x, weight, bias, transposed=True)
     stride, padding, output_padding, dilation, y_shape = transpose_geometry(
         x.shape, weight.shape, stride, padding, output_padding, dilation)
-    call = _call(x, weight.shape, stride, padding, output_padding, dilation, y_shape)
+    call = dispatch.conv_call(x, x.shape, weight.shape, stride, padding, dilation,
+                              y_shape[2:], output_padding)
     with memory.purpose("conv_transpose2d forward"):
         y = dispatch.run("conv_transpose2d.forward", call, x, weight, bias, stride, padding,
                          output_padding, dilation)                    # (N, C_out, OH, OW)
@@ -113,13 +114,9 @@ def conv_transpose2d_backward(dy, cache: ConvTranspose2dCache):
     y_shape = transpose_geometry(x.shape, weight.shape, *options)[4]
     _checks.grad_shape(dy, y_shape, x.dtype)
     array_module_of(dy=dy, x=x)
-    call = _call(x, weight.shape, *options, y_shape)
+    stride, padding, output_padding, dilation = options
+    call = dispatch.conv_call(x, x.shape, weight.shape, stride, padding, dilation, y_shape[2:],
+                              output_padding)
     with memory.purpose("conv_transpose2d backward"):
         return dispatch.run("conv_transpose2d.backward", call, dy, x, weight, cache.has_bias,
                             *options)
-
-
-def _call(x, w_shape, stride, padding, output_padding, dilation, y_shape) -> dispatch.Call:
-    return dispatch.Call(dispatch.device_kind(x), x.dtype, tuple(x.shape), tuple(w_shape),
-                         tuple(w_shape[2:]), stride, padding, dilation, tuple(y_shape[2:]),
-                         output_padding)

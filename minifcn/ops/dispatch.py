@@ -48,6 +48,15 @@ def device_kind(array) -> str:
     return "cpu" if isinstance(array, np.ndarray) else "cuda"
 
 
+def conv_call(like, x_shape, w_shape, stride, padding, dilation, out,
+              output_padding=()) -> Call:
+    """The call of a convolution (or a transposed one) of an ``x_shape`` input by a
+    ``w_shape`` weight, on ``like``'s device and in its dtype; ``out`` is the (OH, OW)."""
+    w_shape = tuple(w_shape)
+    return Call(device_kind(like), like.dtype, tuple(x_shape), w_shape, w_shape[2:], stride,
+                padding, dilation, tuple(out), output_padding)
+
+
 class Path(NamedTuple):
     """A fast implementation of one piece: it computes the reference's function, with the
     reference's signature, wherever ``applies(call)`` is true."""

@@ -62,7 +62,7 @@ def _inner_call(call, x_shape):
 def forward(x, weight, bias, stride, padding, dilation):
     """y = bias everywhere, and the convolution of x in the middle block."""
     xp = get_array_module(x)
-    call = _call(x, weight, stride, padding, dilation)
+    call = _call(x, x.shape, weight.shape, stride, padding, dilation)
     (r0, r1, _), (c0, c1, _) = _ranges(call)
     inner = _inner_call(call, x.shape)
     middle = dispatch.run("conv2d.forward", inner, x, weight, bias, stride, inner.padding,
@@ -77,7 +77,7 @@ def forward(x, weight, bias, stride, padding, dilation):
 def input_grad(dy, weight, x_shape, stride, padding, dilation):
     """dx from the middle block of dy alone (the border read only padding)."""
     xp = get_array_module(dy)
-    call = _call(dy, weight, stride, padding, dilation, x_shape, dy.shape[2:])
+    call = _call(dy, x_shape, weight.shape, stride, padding, dilation, dy.shape[2:])
     (r0, r1, _), (c0, c1, _) = _ranges(call)
     inner = _inner_call(call, x_shape)
     middle = xp.ascontiguousarray(dy[:, :, r0:r1, c0:c1])
@@ -88,7 +88,7 @@ def input_grad(dy, weight, x_shape, stride, padding, dilation):
 def weight_grad(dy, x, weight_shape, stride, padding, dilation):
     """dW from the middle block of dy alone (the border multiplied only zeros)."""
     xp = get_array_module(dy)
-    call = _call(x, None, stride, padding, dilation, x.shape, dy.shape[2:], weight_shape)
+    call = _call(x, x.shape, weight_shape, stride, padding, dilation, dy.shape[2:])
     (r0, r1, _), (c0, c1, _) = _ranges(call)
     inner = _inner_call(call, x.shape)
     middle = xp.ascontiguousarray(dy[:, :, r0:r1, c0:c1])
@@ -96,11 +96,9 @@ def weight_grad(dy, x, weight_shape, stride, padding, dilation):
                         inner.padding, dilation)
 
 
-def _call(like, weight, stride, padding, dilation, x_shape=None, out=None, w_shape=None):
-    w_shape = tuple(weight.shape) if weight is not None else tuple(w_shape)
-    x_shape = tuple(like.shape) if x_shape is None else tuple(x_shape)
+def _call(like, x_shape, w_shape, stride, padding, dilation, out=None):
+    """The call, with the output size computed where it is not given (the forward)."""
     if out is None:
         out = tuple((x_shape[2 + a] + 2 * padding[a] - dilation[a] * (w_shape[2 + a] - 1) - 1)
                     // stride[a] + 1 for a in range(2))
-    return dispatch.Call(dispatch.device_kind(like), like.dtype, x_shape, w_shape,
-                         w_shape[2:], stride, padding, dilation, tuple(out))
+    return dispatch.conv_call(like, x_shape, w_shape, stride, padding, dilation, out)

@@ -52,7 +52,5 @@ def input_grad(dy, weight, x_shape, stride, padding, dilation):
     xp = get_array_module(dy)
     w_flip = xp.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C,F,KH,KW)
     pad = tuple(dilation[a] * (weight.shape[2 + a] - 1) - padding[a] for a in range(2))
-    call = dispatch.Call(dispatch.device_kind(dy), dy.dtype, tuple(dy.shape),
-                         tuple(w_flip.shape), tuple(w_flip.shape[2:]), (1, 1), pad, dilation,
-                         tuple(x_shape[2:]))
+    call = dispatch.conv_call(dy, dy.shape, w_flip.shape, (1, 1), pad, dilation, x_shape[2:])
     return dispatch.run("conv2d.forward", call, dy, w_flip, None, (1, 1), pad, dilation)

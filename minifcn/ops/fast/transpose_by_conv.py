@@ -19,13 +19,6 @@ def applies(call) -> bool:
     return True
 
 
-def _conv_call(like, w_shape, image_shape, out, stride, padding, dilation):
-    """The call of the convolution whose adjoint this is: of an image_shape input."""
-    return dispatch.Call(dispatch.device_kind(like), like.dtype, tuple(image_shape),
-                         tuple(w_shape), tuple(w_shape[2:]), stride, padding, dilation,
-                         tuple(out))
-
-
 def _full_input(x, stride, output_padding):
     """x, or x padded to the size conv2d maps y's size to (output_padding >= stride)."""
     if all(o < s for o, s in zip(output_padding, stride)):
@@ -43,7 +36,8 @@ def forward(x, weight, bias, stride, padding, output_padding, dilation):
     """y = conv2d's input gradient with dy = x (+ bias)."""
     y_shape = _y_shape(x, weight, stride, padding, output_padding, dilation)
     x_full = _full_input(x, stride, output_padding)
-    call = _conv_call(x, weight.shape, y_shape, x_full.shape[2:], stride, padding, dilation)
+    call = dispatch.conv_call(x, y_shape, weight.shape, stride, padding, dilation,
+                              x_full.shape[2:])
     y = dispatch.run("conv2d.input_grad", call, x_full, weight, y_shape, stride, padding,
                      dilation)                                       # (N, C_out, OH, OW)
     if bias is not None:
@@ -55,7 +49,8 @@ def backward(dy, x, weight, has_bias, stride, padding, output_padding, dilation)
     """dx = conv2d(dy, W), dW = conv2d's weight gradient of dy with x's rows as dy's."""
     xp = get_array_module(dy)
     x_full = _full_input(x, stride, output_padding)
-    call = _conv_call(dy, weight.shape, dy.shape, x_full.shape[2:], stride, padding, dilation)
+    call = dispatch.conv_call(dy, dy.shape, weight.shape, stride, padding, dilation,
+                              x_full.shape[2:])
     H, W = x.shape[2:]
     dx = dispatch.run("conv2d.forward", call, dy, weight, None, stride, padding,
                       dilation)[:, :, :H, :W]                        # (N, C_in, H, W)
