@@ -131,6 +131,56 @@ def test_masks_have_the_area_of_their_geometry(shape, expected):
     assert shape_mask(shape, (100, 100)).sum() == pytest.approx(expected, rel=0.05)
 
 
+# --- backgrounds and noise --------------------------------------------------------------
+
+def _background_only(kind, n=12, noise=0.0):
+    """Images of one background kind with no shape and no noise."""
+    data = ShapesDataset(n, size=SIZE, empty_fraction=1.0, noise=noise, backgrounds=(kind,))
+    return [data[i][0].astype(float) for i in range(n)]
+
+
+def test_a_flat_background_is_one_colour_and_images_differ():
+    images = _background_only("flat")
+    assert all(np.ptp(image.reshape(-1, 3), axis=0).max() <= 1 for image in images)
+    assert np.ptp([image[0, 0] for image in images], axis=0).min() > 50
+
+
+def test_a_texture_background_varies_between_two_colours_at_a_small_scale():
+    images = _background_only("texture", n=30)
+    # the pattern changes from pixel to pixel far more than a gradient's slow ramp does
+    step = [np.abs(np.diff(image, axis=1)).mean() + np.abs(np.diff(image, axis=0)).mean()
+            for image in images]
+    gradient = [np.abs(np.diff(image, axis=1)).mean() + np.abs(np.diff(image, axis=0)).mean()
+                for image in _background_only("gradient", n=30)]
+    assert np.median(step) > 2 * np.median(gradient)
+    assert all(0 <= image.min() and image.max() <= 255 for image in images)
+
+
+def test_mixed_backgrounds_draw_every_kind():
+    data = ShapesDataset(60, size=SIZE, empty_fraction=1.0, noise=0.0,
+                         backgrounds=("flat", "gradient", "texture"))
+    flat = sum(np.ptp(data[i][0].reshape(-1, 3), axis=0).max() <= 1 for i in range(60))
+    assert 10 <= flat <= 30                     # about a third; the rest vary
+    again = ShapesDataset(60, size=SIZE, empty_fraction=1.0, noise=0.0,
+                          backgrounds=("flat", "gradient", "texture"))
+    assert np.array_equal(data[17][0], again[17][0])
+
+
+def test_a_noise_range_draws_the_noise_per_image():
+    flat = ShapesDataset(40, size=SIZE, empty_fraction=1.0, noise=(0.0, 20.0),
+                         backgrounds=("flat",))
+    sigma = np.array([flat[i][0].astype(float).reshape(-1, 3).std(axis=0).mean()
+                      for i in range(40)])
+    assert sigma.min() < 4 and sigma.max() > 14     # some clean images, some noisy ones
+    assert np.corrcoef(sigma[:-1], sigma[1:])[0, 1] < 0.5
+
+
+def test_the_default_background_stays_the_gradient_stream():
+    """A single kind draws nothing to choose it, so seeds keep their images."""
+    assert np.array_equal(ShapesDataset(3, size=SIZE, seed=4)[2][0],
+                          ShapesDataset(3, size=SIZE, seed=4, backgrounds=("gradient",))[2][0])
+
+
 # --- bad arguments -----------------------------------------------------------------------
 
 def test_indexing_errors():
@@ -152,6 +202,11 @@ def test_indexing_errors():
     ({"empty_fraction": 1.5}, ValueError, r"empty_fraction must be in \[0.0, 1.0\]"),
     ({"seed": -2}, ValueError, "seed must be non-negative"),
     ({"scale": 0.1}, TypeError, "scale must be a pair"),
+    ({"noise": (9, 3)}, ValueError, "noise must be .least, most. with least <= most"),
+    ({"noise": -1}, ValueError, r"noise must be in \[0.0, 255.0\]"),
+    ({"backgrounds": "flat"}, ValueError, "backgrounds must be a non-empty tuple of"),
+    ({"backgrounds": ()}, ValueError, "backgrounds must be a non-empty tuple of"),
+    ({"backgrounds": ("flat", "marble")}, ValueError, r"got \('flat', 'marble'\)"),
 ], ids=lambda v: str(v) if isinstance(v, dict) else "")
 def test_bad_arguments_are_named(options, error, match):
     with pytest.raises(error, match=match):

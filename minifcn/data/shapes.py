@@ -4,7 +4,9 @@ r"""A generated segmentation set: discs, rectangles and triangles on a textured 
 ``i`` is the same whatever order items are read in, on any machine with the same NumPy. A
 sample is an RGB ``uint8`` image ``(H, W, 3)`` and a label map ``uint8`` ``(H, W)``:
 
-- 0 background: a smooth colour gradient, plus a few low-frequency colour blobs;
+- 0 background, of one of the kinds in ``backgrounds``: ``"gradient"`` (a smooth colour
+  gradient plus a few low-frequency colour blobs), ``"flat"`` (one colour) or ``"texture"``
+  (two colours mixed by stripes, checks or smooth value noise, at a random scale and angle);
 - 1 disc, 2 rectangle (rotated by a random angle), 3 triangle (irregular, never a sliver),
   ``n_shapes`` of them, of random class, size, position and colour. Later shapes occlude
   earlier ones and the label map follows the occlusion;
@@ -13,8 +15,9 @@ sample is an RGB ``uint8`` image ``(H, W, 3)`` and a label map ``uint8`` ``(H, W
 Every class draws its colour from the same distribution (uniform RGB, redrawn while too
 close to what it covers), its area from the same distribution (a disc, a rectangle and a
 triangle of one ``size`` draw have about the same area), and carries the same mild shading
-ramp; per-pixel Gaussian noise covers everything. So neither colour nor size tells the
-class: a model has to learn shape.
+ramp; per-pixel Gaussian noise covers everything (its strength drawn per image when
+``noise`` is a range). So neither colour nor size tells the class, and a textured background
+is no cue either: a model has to learn shape.
 
 :func:`write_voc` writes such a set in the PASCAL VOC layout, so it feeds the VOC reader::
 
@@ -119,8 +122,12 @@ class ShapesDataset:
     scale : (float, float)
         Least and most shape "radius" as a fraction of ``min(H, W)``; a disc has this
         radius and the other classes the same area.
-    noise : float
-        Standard deviation of the per-pixel Gaussian noise, in grey levels.
+    noise : float or (float, float)
+        Standard deviation of the per-pixel Gaussian noise, in grey levels; a range
+        ``(least, most)`` draws it per image.
+    backgrounds : tuple of str
+        The background kinds to draw from, each image one of them with equal chance:
+        ``"gradient"``, ``"flat"``, ``"texture"`` (see the module docstring).
     min_contrast : float
         A shape's colour is redrawn (up to 8 times, keeping the best) while closer than this
         (Euclidean, RGB) to the mean colour of what it covers.
@@ -136,14 +143,17 @@ class ShapesDataset:
     palette = PALETTE
 
     def __init__(self, n, size=(96, 96), n_shapes=(1, 4), empty_fraction=0.1, seed=0, *,
-                 scale=(0.07, 0.18), noise=8.0, min_contrast=80.0):
+                 scale=(0.07, 0.18), noise=8.0, min_contrast=80.0,
+                 backgrounds=("gradient",)):
         self.n = _count("n", n)
         self.size = pair("size", size, minimum=16)
         self.n_shapes = _int_range("n_shapes", n_shapes, minimum=1)
         self.empty_fraction = _number("empty_fraction", empty_fraction, 0.0, 1.0)
         self.seed = _count("seed", seed)
         self.scale = _float_range("scale", scale, 0.01, 1.0)
-        self.noise = _number("noise", noise, 0.0, 255.0)
+        self.noise = (_float_range("noise", noise, 0.0, 255.0)
+                      if isinstance(noise, (tuple, list)) else _number("noise", noise, 0.0, 255.0))
+        self.backgrounds = _kinds("backgrounds", backgrounds)
         self.min_contrast = _number("min_contrast", min_contrast, 0.0, 442.0)
 
     def __len__(self) -> int:
@@ -171,7 +181,9 @@ class ShapesDataset:
     def _generate(self, index: int):
         rng = np.random.default_rng([self.seed, index])
         H, W = self.size
-        image = _background(rng, H, W)                       # (H, W, 3) float32
+        kind = self.backgrounds[int(rng.integers(len(self.backgrounds)))] \
+            if len(self.backgrounds) > 1 else self.backgrounds[0]
+        image = _BACKGROUNDS[kind](rng, H, W)                # (H, W, 3) float32
         label = np.zeros((H, W), np.uint8)
         n_shapes = 0 if rng.random() < self.empty_fraction else int(
             rng.integers(self.n_shapes[0], self.n_shapes[1] + 1))
@@ -180,7 +192,8 @@ class ShapesDataset:
             shape, mask = self._sample_shape(rng, image)
             _paint(image, label, shape, mask)
             shapes.append(shape)
-        image += self.noise * rng.standard_normal(image.shape, dtype=np.float32)
+        noise = rng.uniform(*self.noise) if isinstance(self.noise, tuple) else self.noise
+        image += noise * rng.standard_normal(image.shape, dtype=np.float32)
         image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
         return image, label, tuple(shapes)
 
@@ -285,6 +298,49 @@ def _background(rng, H: int, W: int) -> np.ndarray:
     return start + t[..., None] * step + blobs
 
 
+def _flat(rng, H: int, W: int) -> np.ndarray:
+    """One colour, ``(H, W, 3)``."""
+    colour = rng.uniform(0, 255, 3).astype(np.float32)
+    return np.broadcast_to(colour, (H, W, 3)).copy()
+
+
+def _texture(rng, H: int, W: int) -> np.ndarray:
+    """Two colours mixed by a pattern ``p`` in [0, 1]: ``c0 + p (c1 - c0)``, ``(H, W, 3)``.
+
+    The pattern is stripes (a sinusoid across a random direction), checks (squares on axes
+    turned by a random angle) or value noise (random values on a coarse grid, interpolated
+    bilinearly); its period is 4 pixels to a quarter of the image.
+    """
+    c0 = rng.uniform(0, 255, 3).astype(np.float32)
+    c1 = np.clip(c0 + rng.uniform(-90, 90, 3), 0, 255).astype(np.float32)
+    period = rng.uniform(4, max(4.0, min(H, W) / 4))
+    kind = int(rng.integers(3))
+    y, x = np.arange(H, dtype=np.float32), np.arange(W, dtype=np.float32)
+    if kind < 2:
+        angle = rng.uniform(0, np.pi)
+        u = (y * np.cos(angle))[:, None] + (x * np.sin(angle))[None, :]     # (H, W)
+        if kind == 0:                                                       # stripes
+            pattern = 0.5 + 0.5 * np.sin(2 * np.pi * u / period + rng.uniform(0, 2 * np.pi))
+        else:                                                               # checks
+            v = (x * np.cos(angle))[None, :] - (y * np.sin(angle))[:, None]
+            pattern = (np.floor(u / period) + np.floor(v / period)) % 2
+    else:                                                                   # value noise
+        grid = rng.uniform(0, 1, (int(H / period) + 2, int(W / period) + 2)).astype(np.float32)
+        pattern = _interpolation(H, period) @ grid @ _interpolation(W, period).T
+    return c0 + pattern.astype(np.float32)[..., None] * (c1 - c0)
+
+
+def _interpolation(n: int, period: float) -> np.ndarray:
+    """``(n, m)``: row ``i`` interpolates linearly between grid points ``period`` apart."""
+    t = np.arange(n, dtype=np.float32) / period                 # position in grid cells
+    m = int(n / period) + 2
+    left = np.floor(t).astype(int)
+    matrix = np.zeros((n, m), np.float32)
+    matrix[np.arange(n), left] = 1 - (t - left)
+    matrix[np.arange(n), left + 1] = t - left
+    return matrix
+
+
 def _disc(rng, cy, cx, radius):
     return (cy, cx, radius)
 
@@ -305,6 +361,7 @@ def _triangle(rng, cy, cx, radius):
 
 
 _GEOMETRY = {1: _disc, 2: _rectangle, 3: _triangle}
+_BACKGROUNDS = {"gradient": _background, "flat": _flat, "texture": _texture}
 _GRIDS: dict = {}
 
 
@@ -375,6 +432,14 @@ def _number(name: str, value, low: float, high: float) -> float:
     if not low <= value <= high:
         raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
     return float(value)
+
+
+def _kinds(name: str, value) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (tuple, list)) or not value or \
+            any(kind not in _BACKGROUNDS for kind in value):
+        raise ValueError(f"{name} must be a non-empty tuple of {sorted(_BACKGROUNDS)}, "
+                         f"got {value!r}")
+    return tuple(value)
 
 
 def _float_range(name: str, value, low: float, high: float) -> tuple[float, float]:
