@@ -23,8 +23,10 @@ fresh zip CRC, a changed header that makes NumPy read fewer bytes, a missing mem
 Format-1 files (no checksums) and plain ``.npz`` files without the metadata member (weights
 a user converted with their own script) still load, checked by the zip CRC only.
 
-Reading never unpickles (``numpy.load(..., allow_pickle=False)``): an object array is
-refused, so a weight file cannot run code. A PyTorch file (:func:`is_torch_file`) given
+Reading never unpickles: a member whose ``.npy`` header declares Python objects is refused,
+so a weight file cannot run code. Reading is bounded (:mod:`minifcn.npz_members`): names are
+checked against the table and sizes against the zip directory and the ``.npy`` headers before
+anything is decompressed, so a zip bomb is refused unread. A PyTorch file (:func:`is_torch_file`) given
 as a weight file is refused with the command that converts it (``minifcn convert``).
 
 Writing is atomic and durable (:func:`minifcn.atomic.atomic_open`, also importable from
@@ -49,13 +51,14 @@ import numpy as np
 from ._version import __version__
 from .atomic import atomic_open, atomic_write  # noqa: F401  (part of this module's API)
 from .backend import asnumpy
+from .npz_members import MemberError, NpzMembers, PickledMember
 
 FORMAT_VERSION = 2        # 1: no checksums (still read); 2: "arrays" table and "crc32"
 METADATA_KEY = "__minifcn__"
 _TABLE, _OWN_CRC = "arrays", "crc32"      # metadata keys the writer computes
 
-# What a damaged archive raises inside numpy.load and zipfile is varied: bad magic or
-# header (ValueError, and SyntaxError or tokenize.TokenError from the header parser), a cut
+# What a damaged archive raises inside zipfile and NumPy's header reader is varied: bad
+# magic or header (ValueError, SyntaxError or tokenize.TokenError), a cut
 # or corrupt zip (BadZipFile, EOFError, zlib.error), an unreadable file (OSError), a member
 # flagged as encrypted (RuntimeError), a declared shape too large (MemoryError). The bytes
 # are untrusted input, so any Exception while parsing them means the file is bad.
@@ -110,36 +113,42 @@ def read_archive(path, what: str = "weight file") -> WeightsFile:
     :class:`WeightsError` naming the file (``what`` names the kind of file in messages).
 
     Everything is read and checked before this returns, so a damaged file fails before
-    anything is done with it.
+    anything is done with it. Nothing is decompressed before its declared size is checked
+    (:mod:`minifcn.npz_members`): members the checksum table does not list are refused
+    unread, and a file cannot make this read more than 16 times its size on disk.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise WeightsError(f"{what} {path!r} does not exist")
     _check_magic(path, what)
     try:
-        loaded = np.load(path, allow_pickle=False)
+        npz = NpzMembers(path)
+    except MemberError as err:
+        raise WeightsError(f"{path!r}: {err}") from None
     except _READ_ERRORS as err:
         raise WeightsError(f"{path!r} is not a readable .npz {what}: {err}") from None
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise WeightsError(f"{path!r} holds a single array ({type(loaded).__name__}), not "
-                           "an .npz archive of named arrays")
-    with loaded:
-        arrays = {name: _read_member(path, loaded, name) for name in loaded.files}
-    entry = arrays.pop(METADATA_KEY, None)
-    metadata = {} if entry is None else _parse_metadata(path, entry)
-    _verify(path, arrays, metadata)
+    with npz:
+        metadata = _read_metadata(path, npz)
+        table = _verify_metadata(path, metadata)
+        names = [name for name in npz.names if name != METADATA_KEY]
+        if table is not None:
+            _check_names(path, names, table)
+        arrays = {name: _read_member(path, npz, name, table) for name in names}
+    _verify_arrays(path, arrays, table)
     return WeightsFile(arrays, metadata)
 
 
 def _check_magic(path, what: str) -> None:
-    """Refuse a file that is neither a zip archive nor an .npy array before numpy.load
-    reads it (numpy would take it for a pickle and say so)."""
+    """Refuse a file that is not a zip archive before zipfile reads it, saying what it is."""
     try:
         with open(path, "rb") as f:
             start = f.read(6)
     except OSError as err:
         raise WeightsError(f"{path!r} is not a readable .npz {what}: {err}") from None
-    if not start.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
+    if start.startswith(b"\x93NUMPY"):
+        raise WeightsError(f"{path!r} holds a single array (.npy), not an .npz archive of "
+                           "named arrays")
+    if not start.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         kind = "is empty" if not start else f"starts with {start!r}"
         raise WeightsError(f"{path!r} is not a readable .npz {what}: an .npz is a zip "
                            f"archive, and this file {kind}")
@@ -198,20 +207,28 @@ def is_torch_file(path) -> bool:
         return False
 
 
-def _read_member(path, loaded, name):
+def _read_member(path, npz, name, table=None):
+    """One member's array; with a checksum table, its header must match its record."""
+    def expect(dtype, shape):
+        record = table[name]
+        if not isinstance(record, dict) or record.get("dtype") != dtype.str \
+                or record.get("shape") != list(shape):
+            raise WeightsError(f"{path!r} is damaged: array {name!r} fails its checksum "
+                               f"(recorded {_describe(record)}, found {dtype.str} {shape} "
+                               "in its .npy header)")
+
     try:
-        value = loaded[name]
-    except ValueError as err:
-        if "allow_pickle" in str(err):
-            raise WeightsError(f"{path!r}: member {name!r} is a pickled object array; "
-                               "minifcn never unpickles (allow_pickle=False), since loading "
-                               "a pickle can run code from the file") from None
-        raise _damaged(path, name, err) from None
+        return npz.read(name, expect if table is not None else None)
+    except WeightsError:
+        raise
+    except PickledMember:
+        raise WeightsError(f"{path!r}: member {name!r} is a pickled object array; minifcn "
+                           "never unpickles (allow_pickle=False), since loading a pickle "
+                           "can run code from the file") from None
+    except MemberError as err:
+        raise WeightsError(f"{path!r} is damaged or altered: {err}") from None
     except _READ_ERRORS as err:
         raise _damaged(path, name, err) from None
-    if not isinstance(value, np.ndarray):
-        raise WeightsError(f"{path!r}: member {name!r} is not a .npy array")
-    return value
 
 
 def _damaged(path, name, err) -> WeightsError:
@@ -219,11 +236,29 @@ def _damaged(path, name, err) -> WeightsError:
                         f"({type(err).__name__}: {err})")
 
 
+def _read_metadata(path, npz) -> dict:
+    """The ``__minifcn__`` entry (a 0-d string holding JSON), or {} where there is none."""
+    if METADATA_KEY not in npz.names:
+        return {}
+
+    def expect(dtype, shape):
+        if dtype.kind != "U" or shape != ():
+            raise WeightsError(f"{path!r}: the {METADATA_KEY!r} entry is not minifcn "
+                               f"metadata (a 0-d string of JSON), but {dtype.str} {shape}")
+
+    try:
+        entry = npz.read(METADATA_KEY, expect)
+    except WeightsError:
+        raise
+    except _READ_ERRORS as err:
+        raise _damaged(path, METADATA_KEY, err) from None
+    return _parse_metadata(path, entry)
+
+
 def _parse_metadata(path, entry) -> dict:
     metadata = None
-    if entry.dtype.kind == "U" and entry.ndim == 0:
-        with contextlib.suppress(ValueError):
-            metadata = json.loads(str(entry[()]))
+    with contextlib.suppress(ValueError):
+        metadata = json.loads(str(entry[()]))
     if not isinstance(metadata, dict) or not isinstance(metadata.get("format"), int):
         raise WeightsError(f"{path!r}: the {METADATA_KEY!r} entry is not minifcn metadata "
                            "(a JSON object with a 'format' number)")
@@ -249,15 +284,16 @@ def _metadata_crc(entry: dict) -> str:
     return f"{zlib.crc32(text.encode()):08x}"
 
 
-def _verify(path, arrays: dict, metadata: dict) -> None:
-    """Check the arrays against the metadata's table; remove the table from ``metadata``.
+def _verify_metadata(path, metadata: dict):
+    """Check the metadata's own checksum; remove it and the table from ``metadata`` and
+    return the table (None where the file has none: format 1 and plain .npz files).
 
-    Files of format 1 and plain .npz files have no table. A table or metadata checksum
-    present in any format is checked, so a flipped format number cannot skip the check.
+    A table or metadata checksum present in any format is checked, so a flipped format
+    number cannot skip the check.
     """
     if not metadata or (metadata["format"] < 2 and _TABLE not in metadata
                         and _OWN_CRC not in metadata):
-        return
+        return None
     stored = metadata.pop(_OWN_CRC, None)
     if stored != _metadata_crc(metadata):
         raise WeightsError(f"{path!r} is damaged: its metadata ({METADATA_KEY!r}) fails its "
@@ -265,13 +301,23 @@ def _verify(path, arrays: dict, metadata: dict) -> None:
     table = metadata.pop(_TABLE, None)
     if not isinstance(table, dict):
         raise WeightsError(f"{path!r}: the {METADATA_KEY!r} entry has no checksum table")
-    missing = [name for name in table if name not in arrays]
-    unlisted = [name for name in arrays if name not in table]
+    return table
+
+
+def _check_names(path, names, table: dict) -> None:
+    """Every member listed in the table and every listed member there, before any is read."""
+    missing = [name for name in table if name not in names]
+    unlisted = [name for name in names if name not in table]
     if missing or unlisted:
         raise WeightsError(f"{path!r} is damaged or altered: " + "; ".join(
             ([f"{_few(missing)} listed in its metadata missing"] if missing else [])
-            + ([f"{_few(unlisted)} not listed in its metadata"] if unlisted else [])))
-    for name, a in arrays.items():
+            + ([f"{_few(unlisted)} not listed in its metadata (not read)"]
+               if unlisted else [])))
+
+
+def _verify_arrays(path, arrays: dict, table) -> None:
+    """Each array's dtype, shape and CRC-32 against the table (where there is one)."""
+    for name, a in arrays.items() if table is not None else ():
         found = _record(a)
         if table[name] != found:
             raise WeightsError(f"{path!r} is damaged: array {name!r} fails its checksum "
