@@ -1,7 +1,11 @@
 """Shared fixtures: the ``xp`` backend fixture, a seeded rng, and torch for reference tests.
 
-``xp`` runs a test body once on NumPy and once on CuPy. The CuPy case skips where no GPU is
-usable, unless MINIFCN_REQUIRE_GPU=1 (set it on a GPU machine: a skip is then an error).
+``xp`` runs a test body once on NumPy and once on CuPy. Where no GPU is usable, the CuPy case
+runs on the CuPy emulation (tests/cupy_emulation: CuPy's names and signatures on NumPy
+arrays, the CUDA kernels compiled for the host), for the first parameter set of each test by
+default and for all of them with MINIFCN_EMULATE_GPU=all (MINIFCN_EMULATE_GPU=0: none, the
+CuPy cases skip). MINIFCN_REQUIRE_GPU=1 (set it on a GPU machine) makes a missing GPU an
+error instead.
 The ``torch`` fixture skips where PyTorch is missing, unless MINIFCN_REQUIRE_TORCH=1 (set by
 .ci/run: the reference tests must run in CI, not skip).
 
@@ -16,6 +20,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+import cupy_emulation
+from minifcn import backend
 from minifcn.backend import cupy_available
 
 
@@ -37,12 +43,34 @@ def _required(variable: str) -> bool:
 def xp(request):
     if request.param == "numpy":
         return np
-    if not cupy_available():
-        if _required("MINIFCN_REQUIRE_GPU"):
-            pytest.fail("MINIFCN_REQUIRE_GPU is set but CuPy cannot use a GPU here")
-        pytest.skip("CuPy with a usable GPU is not available")
-    import cupy
-    return cupy
+    if cupy_available():
+        import cupy
+        return cupy
+    if _required("MINIFCN_REQUIRE_GPU"):
+        pytest.fail("MINIFCN_REQUIRE_GPU is set but CuPy cannot use a GPU here")
+    if not _emulated(request):
+        pytest.skip("CuPy with a usable GPU is not available (MINIFCN_EMULATE_GPU=all runs "
+                    "this case on the CuPy emulation)")
+    return request.getfixturevalue("emulated_cupy")
+
+
+def _emulated(request) -> bool:
+    """Whether this CuPy case runs on the emulation: all with MINIFCN_EMULATE_GPU=all, none
+    with 0, else the test's first parameter set (every other parameter at its first value)."""
+    mode = os.environ.get("MINIFCN_EMULATE_GPU", "first")
+    if mode == "0" or cupy_emulation.compiler() is None:
+        return False
+    indices = getattr(getattr(request.node, "callspec", None), "indices", {})
+    return mode == "all" or all(i == 0 for name, i in indices.items() if name != "xp")
+
+
+@pytest.fixture
+def emulated_cupy():
+    """The CuPy emulation as ``cupy`` for one test (minifcn sees a GPU: cuda:0)."""
+    backend.cupy_available.cache_clear()
+    with cupy_emulation.installed() as cupy:
+        yield cupy
+    backend.cupy_available.cache_clear()
 
 
 @pytest.fixture

@@ -125,22 +125,23 @@ _MAX_POOL_BACKWARD_BODY = r"""
 """
 
 
+# name: (in_params, out_params, body) of each cupy.ElementwiseKernel, "minifcn_" + name on
+# the GPU. tests/test_cuda_nvcc.py compiles every entry with nvcc, and the CuPy emulation of
+# the tests runs every entry compiled for the host.
+KERNELS = {
+    "im2col": (f"raw T img, {_GEOMETRY_PARAMS}", "T col", _IM2COL_BODY),
+    "col2im": (f"raw T col, {_GEOMETRY_PARAMS}", "T img", _COL2IM_BODY),
+    "max_pool2d_forward": (f"raw T x, {_POOL_PARAMS}", "T y, I argmax",
+                           _MAX_POOL_FORWARD_BODY),
+    "max_pool2d_backward": (f"raw T dy, raw I argmax, {_POOL_PARAMS}", "T dx",
+                            _MAX_POOL_BACKWARD_BODY),
+}
+
+
 @functools.lru_cache(maxsize=None)
 def _kernel(name: str):
-    cupy = import_cupy()
-    if name == "im2col":
-        return cupy.ElementwiseKernel(f"raw T img, {_GEOMETRY_PARAMS}", "T col",
-                                      _IM2COL_BODY, "minifcn_im2col")
-    if name == "col2im":
-        return cupy.ElementwiseKernel(f"raw T col, {_GEOMETRY_PARAMS}", "T img",
-                                      _COL2IM_BODY, "minifcn_col2im")
-    if name == "max_pool2d_forward":
-        return cupy.ElementwiseKernel(f"raw T x, {_POOL_PARAMS}", "T y, I argmax",
-                                      _MAX_POOL_FORWARD_BODY, "minifcn_max_pool2d_forward")
-    if name == "max_pool2d_backward":
-        return cupy.ElementwiseKernel(f"raw T dy, raw I argmax, {_POOL_PARAMS}", "T dx",
-                                      _MAX_POOL_BACKWARD_BODY, "minifcn_max_pool2d_backward")
-    raise KeyError(name)
+    in_params, out_params, body = KERNELS[name]
+    return import_cupy().ElementwiseKernel(in_params, out_params, body, f"minifcn_{name}")
 
 
 def _geometry_args(x_shape, kernel, stride, padding, dilation, out):
