@@ -179,11 +179,17 @@ def read_weights(path) -> WeightsFile:
     if metadata.get("kind") == "checkpoint":
         raise WeightsError(f"{path!r} is a training checkpoint, not a weight file: use the "
                            "model.npz that train writes beside it (or load_checkpoint)")
+    require_float_arrays(path, arrays)
+    return WeightsFile(arrays, metadata)
+
+
+def require_float_arrays(path, arrays: dict, what: str = "weights") -> None:
+    """A :class:`WeightsError` naming ``path`` unless every array is a real float array
+    (what weight files and checkpoints' parameters hold; int, bool and complex are not)."""
     not_float = [f"{k} ({a.dtype})" for k, a in arrays.items() if a.dtype.kind != "f"]
     if not_float:
-        raise WeightsError(f"{path!r}: weights must be float arrays, but "
+        raise WeightsError(f"{path!r}: {what} must be float arrays, but "
                            + ", ".join(not_float[:5]) + _more(not_float, 5) + " are not")
-    return WeightsFile(arrays, metadata)
 
 
 def torch_file_advice(path) -> str:

@@ -24,6 +24,7 @@ from .data.transforms import collate, normalize, random_flip, random_scale_crop
 from .io import describe, write_weights
 from .lr_schedule import LRScheduler
 from .optim import SGD, Adam, fcn_param_groups
+from .run_identity import data_fingerprint
 from .train import BatchStream, evaluate, load_checkpoint, train
 
 
@@ -143,22 +144,31 @@ class TrainingSetup(NamedTuple):
                   "crop": None if crop is None else list(crop), "scale": list(scale),
                   "flip": bool(flip), "preprocess": preprocess, "seed": int(seed),
                   "class_weight": None if class_weight is None
-                  else [float(w) for w in class_weight]}
+                  else [float(w) for w in class_weight],
+                  "data": {"train": data_fingerprint(train_set),
+                           "val": data_fingerprint(val_set)}}
         return cls(net, opt, sched, batches, val, config, names)
 
     def run(self, out, *, val_every=0, log_every=10, checkpoint_every=0, resume=None,
-            progress=True, stop_after=None, stop_at=None) -> SetupResult:
+            progress=True, stop_after=None, stop_at=None, overwrite=False,
+            force=False) -> SetupResult:
         """Train up to ``config["iters"]``, writing ``log.csv``, ``last.npz``, ``best.npz``
         (checkpoints) and ``model.npz`` (the weights kept: best validated, else last) into
         ``out``; ``stop_after`` and ``stop_at`` (a ``time.monotonic()`` deadline) leave
-        earlier, as :func:`minifcn.train.train` says."""
+        earlier, as :func:`minifcn.train.train` says. A folder holding a run is refused
+        unless ``resume`` continues it or ``overwrite`` (which removes its ``model.npz``
+        too); ``force`` resumes a checkpoint whose configuration differs from ``config``."""
+        weights = os.path.join(out, "model.npz")
+        if overwrite and resume is None and os.path.lexists(weights):
+            os.remove(weights)
         result = train(self.model, self.optimizer, self.batches, iters=self.config["iters"],
                        scheduler=self.scheduler, val=self.val, val_every=val_every,
                        log_every=log_every, checkpoint_dir=out,
                        checkpoint_every=checkpoint_every, resume=resume, config=self.config,
                        progress=progress, n_class=self.config["n_class"],
                        stop_after=stop_after, stop_at=stop_at,
-                       class_weight=self.config.get("class_weight"))
+                       class_weight=self.config.get("class_weight"), overwrite=overwrite,
+                       force=force)
         best = os.path.join(out, "best.npz")
         weights_from, metrics = "the last iteration", None
         if self.val is not None:
@@ -167,10 +177,9 @@ class TrainingSetup(NamedTuple):
                 weights_from = f"best.npz, iteration {kept}"
             metrics = (result.validation if kept and kept == result.validated_at
                        else evaluate(self.model, self.val, self.config["n_class"]))
-        path = os.path.join(out, "model.npz")
-        self.save_weights(path)
+        self.save_weights(weights)
         return SetupResult(result.iteration, result.loss, result.best_mean_iou, metrics,
-                           path, weights_from)
+                           weights, weights_from)
 
     def save_weights(self, path) -> None:
         """The model's weights with the metadata ``minifcn predict`` reads."""

@@ -44,7 +44,7 @@ import sys, time
 import numpy as np
 
 path, paused = sys.argv[1:]
-load_checkpoint(path, model, opt, sched, batches)
+saved = load_checkpoint(path, model, opt, sched, batches)
 real_write_array, writes, members = np.lib.format.write_array, 0, 0
 
 def write_array(f, array, **options):
@@ -58,7 +58,8 @@ def write_array(f, array, **options):
 np.lib.format.write_array = write_array
 while True:
     members = 0
-    save_checkpoint(path, model, opt, 2, scheduler=sched, batches=batches)
+    save_checkpoint(path, model, opt, 2, scheduler=sched, batches=batches, loss=saved.loss,
+                    window=saved.window, loss_sum=saved.loss_sum)
     writes += 1
 """
 

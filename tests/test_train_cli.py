@@ -128,10 +128,17 @@ def test_train_resume_from_another_architecture_is_a_user_error(shapes_dir, tmp_
     out = str(tmp_path / "run")
     assert cli.main(["train", "--data-dir", shapes_dir, *SHAPES, *TINY, "--iters", "1",
                      "--val-split", "none", "--out", out]) == 0
-    status = cli.main(["train", "--data-dir", shapes_dir, *SHAPES, *TINY, "--iters", "2",
-                       "--arch", "fcn32s", "--out", out, "--resume", f"{out}/last.npz"])
+    again = ["train", "--data-dir", shapes_dir, *SHAPES, *TINY, "--iters", "1",
+             "--val-split", "none", "--arch", "fcn32s", "--out", out, "--resume",
+             f"{out}/last.npz"]
+    status = cli.main(again)
     err = capsys.readouterr().err
-    assert status == 2 and "does not fit" in err, err
+    assert status == 2 and err.count("\n") == 1, err
+    assert ('is a checkpoint of another run: model: "fcn8s" in the checkpoint, "fcn32s" '
+            'now. Resume with the settings it was written with, or force it (--force)') in err
+    assert cli.main([*again, "--force"]) == 2                  # forced, the shapes still differ
+    err = capsys.readouterr().err
+    assert "does not fit" in err and err.count("\n") == 1, err
 
 
 @pytest.mark.slow

@@ -76,7 +76,12 @@ def _check(args) -> None:
 
 def _run(args):
     from ..demo import run_demo
+    from ..run_log import RUN_FILES, existing_run
 
+    found = [] if args.resume else existing_run(args.out, RUN_FILES + ("model.npz",))
+    if found:
+        print(f"replacing the earlier demo run in {args.out} ({', '.join(found)}); "
+              f"--resume continues an interrupted demo instead")
     return run_demo(args.out, device=args.device, iters=args.iters, seconds=args.seconds,
                     seed=args.seed, resume=args.resume, n_test=args.test_images,
                     progress=not args.no_progress)

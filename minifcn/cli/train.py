@@ -18,8 +18,10 @@ def add(commands):
         "train", help="train an FCN on a VOC-layout folder (checkpoints, log, resume)",
         description="Train an FCN on DIR/ImageSets/Segmentation/<split>.txt, validate on the "
                     "val split every --val-every iterations, and write into --out: log.csv, "
-                    "last.npz and best.npz (checkpoints: --resume continues one exactly) and "
-                    "model.npz (the best weights, for predict and evaluate).")
+                    "last.npz and best.npz (checkpoints: --resume continues one exactly, and "
+                    "refuses one of other settings unless --force) and model.npz (the best "
+                    "weights, for predict and evaluate). A folder that holds a run is "
+                    "refused unless --resume continues it or --overwrite replaces it.")
     p.add_argument("--data-dir", required=True, metavar="D",
                    help="folder holding JPEGImages/, SegmentationClass/, ImageSets/")
     p.add_argument("--split", default="train", help="training split (default train)")
@@ -73,7 +75,15 @@ def add(commands):
                    help="also write last.npz every N iterations (default: at validation "
                         "and at the end)")
     p.add_argument("--resume", metavar="CKPT.npz",
-                   help="continue a run from its checkpoint (e.g. OUT/last.npz)")
+                   help="continue a run from its checkpoint (e.g. OUT/last.npz); the run's "
+                        "settings and data must be those the checkpoint records")
+    p.add_argument("--force", action="store_true",
+                   help="with --resume: continue even where the settings or data differ "
+                        "from those the checkpoint records (a changed data set starts a new "
+                        "epoch)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (its log.csv, last.npz, best.npz "
+                        "and model.npz); without it, train refuses a folder that holds one")
     p.add_argument("--stop-after", type=int, metavar="N",
                    help="leave after N iterations of this run, writing last.npz, with the "
                         "schedule still spanning --iters; continue with --resume (for "
@@ -108,7 +118,8 @@ def run(args) -> int:
             flip=not args.no_flip, preprocess=args.preprocess, seed=args.seed)
         result = setup.run(args.out, val_every=args.val_every, log_every=args.log_every,
                            checkpoint_every=args.checkpoint_every, resume=args.resume,
-                           progress=not args.no_progress, stop_after=args.stop_after)
+                           progress=not args.no_progress, stop_after=args.stop_after,
+                           overwrite=args.overwrite, force=args.force)
     except (DatasetError, WeightsError, CheckpointError, TrainingDiverged, ValueError) as err:
         raise UserError(f"train: {err}") from None
     except TrainingInterrupted as stop:
@@ -119,8 +130,8 @@ def run(args) -> int:
     except OSError as err:
         raise UserError(f"train: cannot write into {args.out}: {err.strerror or err}") \
             from None
-    print(f"trained {args.arch} for {result.iteration} iterations; last loss "
-          f"{result.loss:.4f}")
+    loss = f"; last loss {result.loss:.4f}" if result.loss == result.loss else ""
+    print(f"trained {args.arch} for {result.iteration} iterations{loss}")
     if result.iteration < args.iters:
         print(f"stopped after {result.iteration} of {args.iters} iterations; continue with "
               f"the same command and --resume {os.path.join(args.out, 'last.npz')}")
@@ -152,7 +163,25 @@ def _check(args) -> None:
     if not os.path.isdir(args.data_dir):
         raise UserError(f"train: --data-dir is not a folder: {args.data_dir}")
     check_out_folder(args.out, "train")
+    _check_no_other_run(args)
     check_device(args.device, "train")
+
+
+def _check_no_other_run(args) -> None:
+    """A UserError where --out holds a run that this command would overwrite."""
+    from ..run_log import RUN_FILES, existing_run
+
+    if args.force and args.resume is None:
+        raise UserError("train: --force goes with --resume (it resumes a checkpoint whose "
+                        "settings differ)")
+    continues = args.resume is not None and os.path.dirname(os.path.abspath(args.resume)) \
+        == os.path.abspath(args.out)
+    found = existing_run(args.out, RUN_FILES + ("model.npz",))
+    if found and not continues and not args.overwrite:
+        last = os.path.join(args.out, "last.npz")
+        resume = (f"continue it with --resume {last}, " if "last.npz" in found else "")
+        raise UserError(f"train: --out {args.out} already holds a run ({', '.join(found)}): "
+                        f"{resume}replace it with --overwrite, or choose another --out")
 
 
 def _names(text: str) -> tuple:
