@@ -3,8 +3,9 @@ r"""``minifcn demo``: train a narrow FCN-8s on generated shapes and show what it
 The whole pipeline, on one machine, from nothing but this package:
 
 1. a :class:`~minifcn.data.ShapesDataset` stream of training images (generated on the fly,
-   never repeated), a validation set that picks the best weights, and a separate held-out
-   test set that is only scored at the end;
+   never repeated; flat, gradient and textured backgrounds, a noise level drawn per image),
+   a validation set that picks the best weights, and a separate held-out test set that is
+   only scored at the end;
 2. an FCN-8s narrower than the paper's, Kaiming-initialised, score layers at zero with the
    coarse score's bias at the log class frequencies (so training starts from the prior, not
    from a plateau of "all background"), frozen bilinear upsampling, no dropout, trained with
@@ -37,6 +38,7 @@ from .training_setup import TrainingSetup
 
 RECIPE = {
     "size": (192, 192), "n_shapes": (2, 6), "scale": (0.06, 0.15),
+    "backgrounds": ("flat", "gradient", "texture"), "noise": (0.0, 16.0),
     "n_val": 32, "n_test": 200, "n_examples": 4,
     "model": "fcn8s", "width": 1 / 16, "dropout": 0.0, "prior_bias": True,
     "class_balance": 0.5,
@@ -111,7 +113,8 @@ def run_demo(out="minifcn-demo", *, device="cpu", iters=None, seconds=None, seed
 
 def _shapes(recipe, seed, stream, n):
     return ShapesDataset(n, size=recipe["size"], n_shapes=tuple(recipe["n_shapes"]),
-                         scale=tuple(recipe["scale"]), seed=seed * 3 + STREAMS[stream])
+                         scale=tuple(recipe["scale"]), seed=seed * 3 + STREAMS[stream],
+                         backgrounds=tuple(recipe["backgrounds"]), noise=tuple(recipe["noise"]))
 
 
 def _setup(recipe, train_set, val_set, prior, device, seed, iters):
