@@ -307,16 +307,34 @@ def _unwrap(loaded, src) -> dict:
         if isinstance(loaded.get(wrapper), dict):
             loaded = loaded[wrapper]
             break
-    keys = [str(k) for k in loaded]
+    odd = [k for k in loaded if not isinstance(k, str)]
+    if odd:
+        raise ConversionError(f"{src!r} is not a state dict: its keys must be parameter "
+                              f"names, but {odd[0]!r} is a {type(odd[0]).__name__}")
+    keys = list(loaded)
     if keys and all(k.startswith("module.") for k in keys):
         loaded = {k[len("module."):]: v for k, v in loaded.items()}
     return loaded
 
 
 def _to_numpy(torch, key, value, src):
+    """A dense, real tensor as a NumPy array; any other kind is a ConversionError saying
+    what it is and how to save it instead."""
     if not isinstance(value, torch.Tensor):
         raise ConversionError(f"{src!r}: {key!r} is a {type(value).__name__}, not a tensor")
+    problem = (f"a meta tensor, which holds no data (saved from a model on the 'meta' "
+               f"device)" if value.is_meta
+               else f"a {value.layout} tensor; save it dense (tensor.to_dense())"
+               if value.layout != torch.strided
+               else f"a quantized tensor ({value.dtype}); save it dequantized "
+                    f"(tensor.dequantize())" if value.is_quantized else None)
+    if problem:
+        raise ConversionError(f"{src!r}: {key!r} is {problem}")
     value = value.detach().cpu()
     if value.dtype == torch.bfloat16:         # NumPy has no bfloat16
         value = value.float()
-    return value.numpy()
+    try:
+        return value.numpy()
+    except TypeError:                         # float8 and other types NumPy has not
+        raise ConversionError(f"{src!r}: {key!r} has dtype {value.dtype}, which NumPy cannot "
+                              f"hold; save it as float32 (tensor.float())") from None

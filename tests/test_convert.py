@@ -196,6 +196,13 @@ def _batch_norm_vgg(torch):
     return state
 
 
+def _quantized(torch):
+    import warnings
+    with warnings.catch_warnings():       # quantized tensors are deprecated, files remain
+        warnings.simplefilter("ignore")
+        return torch.quantize_per_tensor(torch.zeros(2), 0.1, 0, torch.quint8)
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda t: {"encoder.weight": t.zeros(2), "decoder.weight": t.zeros(2)},
      "unrecognised key layout.*found encoder.weight, decoder.weight"),
@@ -210,8 +217,19 @@ def _batch_norm_vgg(torch):
     (lambda t: t.zeros(3), "holds a Tensor, not a state dict"),
     (lambda t: t.nn.Linear(2, 2), r"torch.load\(weights_only=True\).*state_dict\(\) instead"),
     (lambda t: {"a.weight": t.zeros(2), "b": "text"}, "'b' is a str, not a tensor"),
+    (lambda t: {"a.weight": t.zeros(2, 2).to_sparse()},
+     r"'a.weight' is a torch.sparse_coo tensor; save it dense \(tensor.to_dense\(\)\)"),
+    (lambda t: {"a.weight": t.zeros(2, dtype=t.float8_e4m3fn)},
+     r"'a.weight' has dtype torch.float8_e4m3fn, which NumPy cannot hold; save it as float32"),
+    (lambda t: {"a.weight": _quantized(t)},
+     r"'a.weight' is a quantized tensor \(torch.quint8\); save it dequantized"),
+    (lambda t: {"a.weight": t.zeros(2, device="meta")},
+     "'a.weight' is a meta tensor, which holds no data"),
+    (lambda t: {0: t.zeros(2), 1: t.zeros(2)},
+     "is not a state dict: its keys must be parameter names, but 0 is a int"),
 ], ids=["unknown-layout", "missing-key", "unexpected-key", "fc7-mismatch", "fc6-not-square",
-        "batch-norm", "bare-tensor", "pickled-module", "non-tensor"])
+        "batch-norm", "bare-tensor", "pickled-module", "non-tensor", "sparse", "float8",
+        "quantized", "meta", "integer-keys"])
 def test_unconvertible_state_dicts_exit_2_with_one_line(torch, tmp_path, capsys, make, message):
     status, out, err = convert(tmp_path, capsys, make(torch), torch)
     assert status == 2 and out == ""
