@@ -70,6 +70,19 @@ def atomic_write(path, write) -> None:
         write(f)
 
 
+def atomic_write_all(writes) -> None:
+    """Write several files as one: ``writes`` is ``[(path, write), ...]``, each
+    ``write(f)`` filling a binary file. Every temporary is written, flushed and fsynced
+    before the first rename, so a failure while writing (a full disk) leaves every target
+    as it was, never a new file beside an old one."""
+    with contextlib.ExitStack() as stack:
+        for path, write in writes:
+            f = stack.enter_context(atomic_open(path))
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+
+
 def remove_stale_temporaries(path) -> list:
     """Remove the temporaries of ``path`` whose writer has died; return the paths removed.
 

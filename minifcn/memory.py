@@ -21,7 +21,8 @@ paths (``minifcn/ops/fast/``) allocate through this module only, in two kinds:
 >>> minifcn.set_workspace_limit(None)            # unlimited
 
 The limit is :data:`DEFAULT_LIMIT` (64 MiB) unless ``MINIFCN_WORKSPACE_LIMIT`` says
-otherwise (``none`` turns it off); ``MINIFCN_RESULT_POOL=0`` turns result recycling off.
+otherwise (``none`` turns it off); ``MINIFCN_RESULT_POOL=0`` turns result recycling off
+(:func:`result_pool_from_environment` lists the values it accepts).
 On the GPU both kinds are plain ``cupy.empty``: CuPy's memory pool already recycles device
 memory. What the pools save is measured in ``benchmarks/README.md``.
 """
@@ -368,8 +369,10 @@ class _ResultPool:
     def __init__(self):
         self._lock = threading.Lock()
         self._blocks, self._sizes = [], []
-        self.enabled = os.environ.get(RESULT_POOL_VARIABLE, "1").strip().lower() not in (
-            "0", "off", "false")
+        try:
+            self.enabled, self.environment_error = result_pool_from_environment(), None
+        except ValueError as error:   # raised on first use, so that `import minifcn` works
+            self.enabled, self.environment_error = True, error
         self.limit = DEFAULT_RESULT_POOL_BYTES
         self.hits = self.misses = 0
         self._blocks.append(numpy.empty(1, numpy.uint8))
@@ -449,6 +452,20 @@ class _ResultPool:
                     "hits": self.hits, "misses": self.misses}
 
 
+def result_pool_from_environment() -> bool:
+    """Whether ``MINIFCN_RESULT_POOL`` leaves result recycling on: unset, empty, ``1``,
+    ``on``, ``true`` or ``yes`` mean on, ``0``, ``off``, ``false`` or ``no`` off (any case);
+    anything else is a ValueError naming the variable."""
+    raw = os.environ.get(RESULT_POOL_VARIABLE, "")
+    value = raw.strip().lower()
+    if value in ("", "1", "on", "true", "yes"):
+        return True
+    if value in ("0", "off", "false", "no"):
+        return False
+    raise ValueError(f"{RESULT_POOL_VARIABLE} must be 1 or 0 (or on/off, true/false, yes/no), "
+                     f"got {raw!r}")
+
+
 _result_pool = _ResultPool()
 
 
@@ -467,6 +484,8 @@ def result(xp, shape, dtype, what: str, zeros: bool = False):
 
     def allocate(n):
         return _new_array(numpy, (max(n, 1),), numpy.uint8, False, described, _RESULT_ADVICE)
+    if _result_pool.environment_error is not None:
+        raise _result_pool.environment_error
     if not _result_pool.enabled or nbytes < SMALLEST_RESULT:
         block = allocate(nbytes)
     else:

@@ -202,6 +202,39 @@ def test_atomic_write_failing_midway_leaves_the_target_and_no_temporary(tmp_path
     assert os.listdir(tmp_path) == ["out.bin"]
 
 
+@pytest.mark.parametrize("failing", ["write", pytest.param("fsync", marks=pytest.mark.skipif(
+    not os.path.isdir("/proc/self/fd"), reason="names descriptors through /proc"))])
+def test_files_written_together_all_stay_old_when_one_fails(tmp_path, monkeypatch, failing):
+    """predict's label PNG and overlay: a full disk on the second leaves both old ones."""
+    from minifcn.atomic import atomic_write_all
+
+    labels, overlay = tmp_path / "a_labels.png", tmp_path / "a_overlay.png"
+    labels.write_bytes(b"old labels")
+    overlay.write_bytes(b"old overlay")
+
+    def full_disk(f):
+        f.write(b"new overlay, half")
+        if failing == "write":
+            raise OSError(28, "No space left on device")
+
+    real_fsync = os.fsync
+
+    def fsync(fd):              # the labels' data reach the disk only at its fsync
+        if failing == "fsync" and ".a_labels.png." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write_all([(labels, lambda f: f.write(b"new labels")), (overlay, full_disk)])
+    assert labels.read_bytes() == b"old labels" and overlay.read_bytes() == b"old overlay"
+    assert sorted(os.listdir(tmp_path)) == ["a_labels.png", "a_overlay.png"]
+    monkeypatch.undo()
+    atomic_write_all([(labels, lambda f: f.write(b"new labels")),
+                      (overlay, lambda f: f.write(b"new overlay"))])
+    assert labels.read_bytes() == b"new labels" and overlay.read_bytes() == b"new overlay"
+
+
 def test_saving_into_a_missing_folder_fails_and_leaves_nothing(tmp_path):
     with pytest.raises(FileNotFoundError):
         save_weights(tmp_path / "nope" / "w.npz", Toy())

@@ -11,7 +11,7 @@ import traceback
 
 from .._version import __version__
 from ..memory import (ENV_VARIABLE, WorkspaceLimitError, WorkspaceMemoryError,
-                         get_workspace_limit)
+                         get_workspace_limit, result_pool_from_environment)
 from . import bench, convert, demo, gradcheck, predict, summary, train
 from .common import Parser, UserError
 
@@ -44,9 +44,15 @@ def main(argv=None) -> int:
 
 
 def _check_environment() -> None:
-    """A MINIFCN_WORKSPACE_LIMIT that does not parse is a user error, reported up front."""
+    """An environment variable of minifcn's that does not parse (MINIFCN_WORKSPACE_LIMIT,
+    MINIFCN_RESULT_POOL, MINIFCN_ALGORITHM or MINIFCN_CONV_ALGORITHM) is a user error,
+    reported up front."""
+    from ..ops import get_algorithm
+
     try:
         get_workspace_limit()
+        result_pool_from_environment()
+        get_algorithm()
     except ValueError as err:
         raise UserError(str(err)) from None
 

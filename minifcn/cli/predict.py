@@ -97,7 +97,7 @@ def _predict_one(model, path, prefix, preprocess, names):
     from PIL import Image
 
     from ..data import VOC_PALETTE, read_image
-    from ..io import atomic_open
+    from ..atomic import atomic_write_all
     from ..inference import class_shares, predict
     from ..plot import overlay_with_legend
 
@@ -107,9 +107,8 @@ def _predict_one(model, path, prefix, preprocess, names):
     label_png.putpalette(VOC_PALETTE.ravel().tolist())
     blended = overlay_with_legend(image, label, palette=VOC_PALETTE, class_names=names)
     files = (prefix + "_labels.png", prefix + "_overlay.png")
-    for file, picture in zip(files, (label_png, blended)):
-        with atomic_open(file) as f:
-            picture.save(f, format="PNG")
+    atomic_write_all([(file, lambda f, picture=picture: picture.save(f, format="PNG"))
+                      for file, picture in zip(files, (label_png, blended))])
     return files + (class_shares(label, names),)
 
 

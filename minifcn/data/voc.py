@@ -189,8 +189,13 @@ class VOCSegmentation:
         split_file = os.path.join(self.root, "ImageSets", "Segmentation", f"{self.split}.txt")
         if not os.path.isfile(split_file):
             raise DatasetError(f"split file not found: {split_file} (split={self.split!r})")
-        with open(split_file, encoding="utf-8") as f:
-            ids = [line.split()[0] for line in f if line.strip()]
+        try:
+            with open(split_file, encoding="utf-8") as f:
+                ids = [line.split()[0] for line in f if line.strip()]
+        except UnicodeDecodeError as err:
+            raise DatasetError(f"split file {split_file} is not UTF-8 text (byte "
+                               f"{err.start}: {err.object[err.start:err.start + 1]!r}); it "
+                               f"should list one image id per line") from None
         if not ids:
             raise DatasetError(f"split file {split_file} lists no image ids")
         return ids
