@@ -113,7 +113,8 @@ def test_forward_matches_naive_loop(xp, rng, kernel, stride, padding, output_pad
     x, w, b = _problem(rng, kernel, n, hw, bias)
     options = (stride, padding, output_padding, dilation)
     want = conv_transpose2d_naive(x, w, b, *options)
-    y, _ = conv_transpose2d_forward(*_on(xp, x, w, b), *options)
+    y, _ = conv_transpose2d_forward(*_on(xp, x, w, b), stride=stride, padding=padding,
+                                    output_padding=output_padding, dilation=dilation)
     assert rel_error(y, want) < 1e-12
 
 
@@ -232,7 +233,8 @@ def test_module_equals_functional_ops(xp, rng, bias):
     layer.to(device="cpu" if xp is np else "cuda")
     x = xp.asarray(rng.standard_normal((2, C_IN, 5, 4)))
     b = layer.bias.data if bias else None
-    want_y, cache = conv_transpose2d_forward(x, layer.weight.data, b, (2, 1), 1, (1, 0), (1, 2))
+    want_y, cache = conv_transpose2d_forward(x, layer.weight.data, b, stride=(2, 1), padding=1,
+                                             output_padding=(1, 0), dilation=(1, 2))
     y = layer.forward(x)
     dy = xp.asarray(rng.standard_normal(y.shape))
     want_dx, want_dw, want_db = conv_transpose2d_backward(dy, cache)

@@ -137,8 +137,8 @@ def test_phases_equal_col2im_path_and_torch(xp, torch, rng, monkeypatch, calls, 
 def test_phases_forward_matches_naive_loop(xp, rng, kernel, stride, padding, output_padding,
                                            n, hw):
     x, w, b = _problem(rng, kernel, n, hw)
-    y, _ = conv_transpose2d_forward(*(xp.asarray(a) for a in (x, w, b)), stride, padding,
-                                    output_padding)
+    y, _ = conv_transpose2d_forward(*(xp.asarray(a) for a in (x, w, b)), stride=stride,
+                                    padding=padding, output_padding=output_padding)
     want = conv_transpose2d_naive(x, w, b, stride, padding, output_padding)
     assert rel_error(y, want) < 1e-12
 

@@ -35,12 +35,13 @@ class ConvTranspose2dCache(NamedTuple):
     dilation: tuple
 
 
-def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_padding=0,
+def conv_transpose2d_forward(x, weight, bias=None, *, stride=1, padding=0, output_padding=0,
                              dilation=1):
     r"""2-D transposed convolution, like ``torch.nn.functional.conv_transpose2d`` (no groups).
 
-    ``dilation`` is the seventh positional argument (PyTorch's is ``groups``); the edge cases
-    are in ``docs/compatibility.md``.
+    The options after ``bias`` are keyword-only, so that no positional call can mean
+    PyTorch's seventh argument (``groups``) and get ``dilation``; the edge cases are in
+    ``docs/compatibility.md``.
 
     Parameters
     ----------
