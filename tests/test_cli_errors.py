@@ -6,9 +6,11 @@ The files the commands are fed are made once per module, tiny: weights of an FCN
 1/16, a four-class VOC-layout folder of one 16x16 image per split, and broken variants of
 each. A row's argv names them as ``{name}``."""
 import concurrent.futures
+import contextlib
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -45,6 +47,17 @@ def _voc(root, splits=("train", "val"), label_size=(16, 16)):
     return root
 
 
+def _bomb(weights, path):
+    """``weights`` plus a member its table does not list: 80 MiB of zeros deflated."""
+    shutil.copy(weights, path)
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("bomb.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": "<f4", "fortran_order": False, "shape": (20 << 20,)})
+            for _ in range(20):
+                f.write(bytes(4 << 20))
+
+
 def _torch_like(path):
     """A file laid out as torch.save writes one: a zip with ``<name>/data.pkl``."""
     with zipfile.ZipFile(path, "w") as archive:
@@ -79,6 +92,29 @@ def files(tmp_path_factory):
     paths["voc"] = _voc(str(root / "voc"))
     paths["voc_no_val"] = _voc(str(root / "voc_no_val"), splits=("train",))
     paths["voc_bad_label"] = _voc(str(root / "voc_bad_label"), label_size=(12, 10))
+    paths["voc_two"] = _voc(str(root / "voc_two"))            # 'a' twice in train.txt
+    with open(f"{root}/voc_two/ImageSets/Segmentation/train.txt", "w") as f:
+        f.write("a\na\n")
+    paths["voc_latin1"] = _voc(str(root / "voc_latin1"))
+    with open(f"{root}/voc_latin1/ImageSets/Segmentation/train.txt", "wb") as f:
+        f.write(b"caf\xe9\n")
+    paths["run"] = str(root / "run")
+    from minifcn import cli
+    assert cli.main(TRAIN.replace("{voc}", paths["voc_two"]).replace("{out}", paths["run"])
+                    .split()) == 0
+    _bomb(paths["weights.npz"], str(root / "bomb.npz"))
+    paths["bomb.npz"] = str(root / "bomb.npz")
+    for name, member in (("meta_list.npz", {"meta": np.array("[1, 2]")}),
+                         ("iteration_vector.npz", {"iteration": np.arange(2)}),
+                         ("int_weights.npz", {"model.x": np.arange(3)})):
+        paths[name] = str(root / name)
+        np.savez(paths[name], **{"model.x": np.zeros(3), "optimizer.y": np.zeros(1),
+                                 "iteration": np.int64(1), "config": np.array("{}"),
+                                 "meta": np.array("{}"), **member})
+    paths["sparse.pth"] = str(root / "sparse.pth")
+    with contextlib.suppress(ImportError):
+        import torch
+        torch.save({"a.weight": torch.zeros(2, 2).to_sparse()}, paths["sparse.pth"])
     paths["out"] = str(root / "out")
     paths["root"] = str(root)
     yield paths
@@ -237,6 +273,39 @@ ROWS = [
         r"train: .*weights.npz.* checkpoint"),
     row("train-init-pytorch-file", TRAIN + " --init {model.pth}",
         r"train: --init .*model.pth is a PyTorch file"),
+    row("train-into-a-folder-holding-a-run", TRAIN + " --data-dir {voc_two} --out {run}",
+        r"train: --out .*run already holds a run \(log.csv, last.npz, model.npz\): continue "
+        r"it with --resume .*last.npz, replace it with --overwrite, or choose another --out"),
+    row("train-resume-another-split", TRAIN + " --out {run} --resume {run}/last.npz",
+        r"train: .*last.npz' is a checkpoint of another run: data.train: \{\"items\": 2, "
+        r".* in the checkpoint, \{\"items\": 1, .* now.*or force it \(--force\)"),
+    row("train-resume-another-lr-and-fewer-iters", TRAIN + " --data-dir {voc_two} --out {run} "
+        "--resume {run}/last.npz --lr 0.5 --iters 1",
+        r"train: .* iters: 2 in the checkpoint, 1 now; lr: 0.001 in the checkpoint, 0.5 now"),
+    row("train-diverges", TRAIN + " --lr 1e37 --optimizer sgd --checkpoint-every 1 "
+        "--out {root}/diverged", r"train: .*(became NaN or inf by iteration 1|the loss became)"
+                                 r".*Try a lower learning rate\.$"),
+    row("train-split-not-utf8", TRAIN + " --data-dir {voc_latin1}",
+        r"train: split file .*voc_latin1/ImageSets/Segmentation/train.txt is not UTF-8 text"),
+    row("train-resume-meta-a-list", TRAIN + " --resume {meta_list.npz}",
+        r"train: .*meta_list.npz': its 'meta' entry must be a 0-d string holding a JSON "
+        r"object"),
+    row("train-resume-iteration-a-vector", TRAIN + " --resume {iteration_vector.npz}",
+        r"train: .*its 'iteration' entry must be a 0-d integer of at least 0, but is <i8 "
+        r"\(2,\)"),
+    row("train-resume-int-parameters", TRAIN + " --resume {int_weights.npz}",
+        r"train: .*int_weights.npz': model parameters must be float arrays, but x \(int64\)"),
+    row("predict-zip-bomb", "predict {image.png} --weights {bomb.npz} --out {out}",
+        r"predict: .*bomb.npz': its members declare \d+ bytes uncompressed in \d+ bytes on "
+        r"disk, more than 16 times as much: refused unread"),
+    row("convert-sparse-tensor", "convert {sparse.pth} {out}.npz",
+        r"convert: .*sparse.pth': 'a.weight' is a torch.sparse_coo tensor; save it dense"),
+    row("algorithm-variable-unknown", "summary --arch fcn8s --size 64",
+        r"MINIFCN_CONV_ALGORITHM must be one of auto, im2col, reference, got 'banana'",
+        env={"MINIFCN_CONV_ALGORITHM": "banana"}),
+    row("result-pool-variable-unknown", "summary --arch fcn8s --size 64",
+        r"MINIFCN_RESULT_POOL must be 1 or 0 \(or on/off, true/false, yes/no\), got 'banana'",
+        env={"MINIFCN_RESULT_POOL": "banana"}),
     # bench
     row("bench-json-is-a-folder", BENCH + " --json {folder}",
         r"bench: --json names a folder, not a file: "),
@@ -249,6 +318,8 @@ ROWS = [
 def test_a_user_error_is_one_line_and_exit_2(launcher, files, argv, message, env):
     if "{locked.png}" in argv and os.access(files["locked.png"], os.R_OK):
         pytest.skip("this user reads files whatever their mode (root)")
+    if "{sparse.pth}" in argv and not os.path.exists(files["sparse.pth"]):
+        pytest.skip("torch is not installed")
     status, out, err = launcher.result(argv, env)
     assert "Traceback" not in err + out
     assert status == 2, err
