@@ -1,0 +1,85 @@
+"""The lessons in examples/lessons/ run as a learner runs them, and what they print is true.
+
+Each lesson runs in this process with ``runpy`` (as ``python lesson.py`` would, under
+``__main__``), writing its PNGs under tmp_path; the test then checks the numbers the lesson
+printed against the ops they explain, through the variables the lesson printed them from.
+A lesson that stops matching the code fails here.
+"""
+import os
+import pathlib
+import re
+import runpy
+import sys
+
+import numpy as np
+import pytest
+
+import minifcn.ops as ops
+
+ROOT = pathlib.Path(__file__).parent.parent
+LESSONS = ROOT / "examples" / "lessons"
+ORDER = ["01_im2col", "02_conv_transpose", "03_max_pool", "04_bilinear", "05_softmax_loss",
+         "06_fcn8s", "07_your_layer"]
+
+
+def run_lesson(name, tmp_path, monkeypatch, capsys):
+    """Run lesson ``name`` as __main__; return (its globals, what it printed)."""
+    path = LESSONS / f"{name}.py"
+    monkeypatch.setenv("MINIFCN_LESSON_OUT", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", [str(path)])
+    monkeypatch.syspath_prepend(str(LESSONS))
+    monkeypatch.chdir(tmp_path)
+    algorithm = ops.get_algorithm()
+    try:
+        names = runpy.run_path(str(path), run_name="__main__")
+    finally:
+        ops.set_algorithm(algorithm)          # the lessons set "reference"
+    printed = capsys.readouterr().out
+    pngs = sorted(p.name for p in (tmp_path / name[:2]).glob("*.png"))
+    assert pngs, f"{name} wrote no PNG into {tmp_path / name[:2]}"
+    return names, printed
+
+
+def small(a, tol=1e-12):
+    return abs(float(a)) <= tol
+
+
+# --- the lessons' shape ------------------------------------------------------------------
+
+def test_every_lesson_is_listed_and_tested():
+    on_disk = sorted(p.stem for p in LESSONS.glob("[0-9][0-9]_*.py"))
+    assert on_disk == ORDER
+    tests = {name for name in globals() if name.startswith("test_lesson_")}
+    assert {f"test_lesson_{n}" for n in ORDER} <= tests
+
+
+@pytest.mark.parametrize("name", ORDER)
+def test_lesson_is_a_percent_script(name):
+    """jupytext's percent format: cells open with '# %%', prose cells are markdown."""
+    text = (LESSONS / f"{name}.py").read_text()
+    assert text.startswith("# %% [markdown]\n# # Lesson ")
+    assert text.count("# %% [markdown]") >= 3 and re.search(r"^# %%$", text, re.M)
+    assert "set_algorithm(\"reference\")" in text
+
+
+def test_readme_lists_the_lessons_in_order():
+    readme = (ROOT / "README.md").read_text()
+    found = re.findall(r"examples/lessons/(\d\d_\w+)\.py", readme)
+    assert [n for i, n in enumerate(found) if n not in found[:i]] == ORDER
+
+
+# --- lesson by lesson -----------------------------------------------------------------------
+
+def test_lesson_01_im2col(tmp_path, monkeypatch, capsys):
+    g, out = run_lesson("01_im2col", tmp_path, monkeypatch, capsys)
+    np.testing.assert_array_equal(g["col"][:, 0], [0, 1, 4, 5])
+    np.testing.assert_array_equal(g["col"][:, -1], [10, 11, 14, 15])
+    for name in ("y_op", "y_loop"):
+        np.testing.assert_array_equal(g[name], g["y_gemm"])
+    np.testing.assert_array_equal(g["dW_op"], g["dW_gemm"])
+    np.testing.assert_array_equal(g["dx_op"], g["dx_gemm"])
+    assert "conv2d_forward == W @ im2col(x): True" in out
+    assert "the same dW: True  and the same dx: True" in out
+    assert abs(g["lhs"] - g["rhs"]) <= 1e-12 * abs(g["lhs"])
+    assert sorted(set(g["counts"].ravel())) == [1, 2, 4]
+    assert small(g["torch_diff"])
