@@ -83,3 +83,19 @@ def test_lesson_01_im2col(tmp_path, monkeypatch, capsys):
     assert abs(g["lhs"] - g["rhs"]) <= 1e-12 * abs(g["lhs"])
     assert sorted(set(g["counts"].ravel())) == [1, 2, 4]
     assert small(g["torch_diff"])
+
+
+def test_lesson_02_conv_transpose(tmp_path, monkeypatch, capsys):
+    g, out = run_lesson("02_conv_transpose", tmp_path, monkeypatch, capsys)
+    C, z = g["C"], g["z"]
+    assert C.shape == (4, 25)
+    np.testing.assert_array_equal(C[0].reshape(5, 5)[:3, :3], g["weight"][0, 0])
+    np.testing.assert_array_equal(g["y_t"][0, 0], (C.T @ z.ravel()).reshape(5, 5))
+    assert "C^T z == conv_transpose2d(z): True" in out
+    assert small(g["backward_is_conv"]) and small(g["forward_is_conv_grad"])
+    for name, (formula, by_function, by_op) in g["sizes"].items():
+        assert formula == by_function == by_op, name
+    assert [v[2] for v in g["sizes"].values()] == [7, 8, 22, 88, 40]
+    assert "takes 7 and 8 to: 4 4" in out
+    assert g["inner_k3"] == [1, 2, 4] and g["inner_k4"] == [4]
+    assert small(g["torch_diff"])
