@@ -99,3 +99,22 @@ def test_lesson_02_conv_transpose(tmp_path, monkeypatch, capsys):
     assert "takes 7 and 8 to: 4 4" in out
     assert g["inner_k3"] == [1, 2, 4] and g["inner_k4"] == [4]
     assert small(g["torch_diff"])
+
+
+def test_lesson_03_max_pool(tmp_path, monkeypatch, capsys):
+    g, out = run_lesson("03_max_pool", tmp_path, monkeypatch, capsys)
+    x, y = g["x"][0, 0], g["y"][0, 0]
+    assert g["y_floor"].shape[2:] == (2, 2) and g["y"].shape[2:] == (3, 3)
+    expected = [[x[2 * p:2 * p + 2, 2 * q:2 * q + 2].max() for q in range(3)] for p in range(3)]
+    np.testing.assert_array_equal(y, expected)
+    assert g["vgg_ceil"] == [349, 175, 88, 44, 22] and g["vgg_floor"][-1] == 21
+    assert (g["ceil_formula"], g["dropped"]) == (3, 2)
+    np.testing.assert_array_equal(g["route"], g["dx"][0, 0])       # argmax route == gradient
+    np.testing.assert_array_equal(g["winner_value"], y)
+    assert "the argmax route gives the same: True" in out
+    assert "each winner holds its window's maximum y: True" in out
+    assert g["dx3"][0, 0, 2, 2] == 4 and g["dx3"].sum() == g["y3"].size
+    tie = np.zeros((4, 4))
+    tie[::2, ::2] = 1                                              # the top-left of each window
+    np.testing.assert_array_equal(g["dx_tie"][0, 0], tie)
+    assert small(g["torch_diff"])
