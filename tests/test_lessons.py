@@ -118,3 +118,21 @@ def test_lesson_03_max_pool(tmp_path, monkeypatch, capsys):
     tie[::2, ::2] = 1                                              # the top-left of each window
     np.testing.assert_array_equal(g["dx_tie"][0, 0], tie)
     assert small(g["torch_diff"])
+
+
+def test_lesson_04_bilinear(tmp_path, monkeypatch, capsys):
+    g, out = run_lesson("04_bilinear", tmp_path, monkeypatch, capsys)
+    np.testing.assert_allclose(g["A"][:3], [[1, 0, 0], [0.75, 0.25, 0], [0.25, 0.75, 0]])
+    np.testing.assert_allclose(g["A"].sum(axis=1), 1)
+    assert small(g["matrix_forward"]) and small(g["matrix_backward"])
+    np.testing.assert_allclose(g["tent"], [0.25, 0.75, 0.75, 0.25])
+    np.testing.assert_allclose(g["K4"], np.outer(g["tent"], g["tent"]))
+    for s, (equal, rows, others) in g["rows_equal"].items():   # T == A inside the border
+        assert (equal, rows, others) == (6 * s - s, 6 * s, s), s
+    np.testing.assert_allclose(g["T2"][[0, -1]].sum(axis=1), [0.75, 0.75])
+    assert small(g["inside"]) and g["border"] > 0.1
+    np.testing.assert_allclose(np.array(g["first_rows_ratio"]), [[0.625, 0.875]] * 2)
+    assert g["corners_inside"] > 0.1
+    assert small(g["channels_apart"])
+    assert small(g["torch_diff"])
+    assert "the others are rows [0, 1, 2, 3, 44, 45, 46, 47]" in out
