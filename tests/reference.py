@@ -80,13 +80,15 @@ def col2im_naive(col, x_shape, kernel_size, stride=1, padding=0, dilation=1):
     return x_pad[:, :, PH:PH + H, PW:PW + W].copy()
 
 
-def conv2d_naive(x, weight, bias=None, stride=1, padding=0, dilation=1):
-    """y[n, f, oh, ow] = b[f] + sum_{c,i,j} W[f, c, i, j] x_pad[n, c, oh*SH + i*DH, ow*SW + j*DW].
+def conv2d_naive(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """y[n, f, oh, ow] = b[f] + sum_{c,i,j} W[f, c, i, j] x_pad[n, g*C/G + c, oh*SH + i*DH,
+    ow*SW + j*DW], where filter f belongs to group g = f // (F/G).
 
-    x (N, C, H, W), weight (F, C, KH, KW), bias (F,) or None -> y (N, F, OH, OW).
+    x (N, C, H, W), weight (F, C/G, KH, KW), bias (F,) or None -> y (N, F, OH, OW).
     """
     N, C, H, W = x.shape
-    F = weight.shape[0]
+    F, Cg = weight.shape[:2]
+    assert Cg * groups == C and F % groups == 0, (x.shape, weight.shape, groups)
     (KH, KW), (SH, SW), (PH, PW), (DH, DW), (OH, OW) = _geometry(
         x.shape, weight.shape[2:], stride, padding, dilation)
     x_pad = zero_pad(x, PH, PW)
@@ -97,7 +99,9 @@ def conv2d_naive(x, weight, bias=None, stride=1, padding=0, dilation=1):
                 top, left = oh * SH, ow * SW
                 window = x_pad[n, :, top:top + DH * (KH - 1) + 1:DH,
                                left:left + DW * (KW - 1) + 1:DW]          # (C, KH, KW)
-                y[n, :, oh, ow] = (weight * window).sum(axis=(1, 2, 3))   # (F,)
+                for f in range(F):
+                    g = f // (F // groups)                                # f's group
+                    y[n, f, oh, ow] = (weight[f] * window[g * Cg:(g + 1) * Cg]).sum()
     if bias is not None:
         y += bias.reshape(1, F, 1, 1)
     return y

@@ -66,19 +66,24 @@ CONV = {  # name: (N, C, F, (H, W), kernel, stride, padding, dilation)
     "winograd-C128-p2-N2": (2, 128, 4, (7, 6), 3, 1, 2, 1),
     "winograd-C127": (1, 127, 4, (8, 8), 3, 1, 1, 1),
     "winograd-C128-s2": (1, 128, 4, (8, 8), 3, 2, 1, 1),
+    # grouped: no fast path takes them (a path that did would read the wrong channels)
+    "groups2-k3-s1-p1": (2, 4, 6, (9, 8), 3, 1, 1, 1, 2),
+    "groups2-C256-winograd-shape": (1, 256, 4, (6, 6), 3, 1, 1, 1, 2),
+    "depthwise-k3-s1-p10-border": (1, 3, 3, (6, 5), 3, 1, 10, 1, 3),
 }
 
 
 def _conv_problem(name, rng, dtype, xp):
-    N, C, F, (H, W), kernel, stride, padding, dilation = CONV[name]
+    N, C, F, (H, W), kernel, stride, padding, dilation, *groups = CONV[name]
+    groups = groups[0] if groups else 1
     kernel, stride, padding, dilation = map(_pair, (kernel, stride, padding, dilation))
     x = _normal(rng, xp, (N, C, H, W), dtype)
-    w = _normal(rng, xp, (F, C) + kernel, dtype)
+    w = _normal(rng, xp, (F, C // groups) + kernel, dtype)
     b = _normal(rng, xp, (F,), dtype)
     y = ref_conv.conv2d_forward(x, w, None, stride, padding, dilation)
     dy = _normal(rng, xp, y.shape, dtype)
     call = dispatch.Call(_device(xp), np.dtype(dtype), x.shape, w.shape, kernel, stride,
-                         padding, dilation, y.shape[2:])
+                         padding, dilation, y.shape[2:], groups=groups)
     return call, x, w, b, dy, (stride, padding, dilation)
 
 

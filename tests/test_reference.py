@@ -83,6 +83,27 @@ def test_conv2d_matches_naive_and_torch(xp, torch, rng, kernel, stride, padding,
     check_conv2d(xp, torch, rng, kernel, stride, padding, dilation, n)
 
 
+GROUPED = {  # id: (C, F, groups, kernel, stride, padding, dilation)
+    "g2": (4, 6, 2, (3, 3), (1, 1), (1, 1), (1, 1)),
+    "depthwise-s2": (3, 3, 3, (3, 3), (2, 2), (1, 1), (1, 1)),
+    "depthwise-x2-d2": (2, 4, 2, (3, 2), (1, 2), (2, 0), (2, 1)),
+}
+
+
+@pytest.mark.parametrize("case", GROUPED.values(), ids=GROUPED.keys())
+def test_grouped_conv2d_matches_naive_and_torch(xp, torch, rng, case):
+    C, F, groups, kernel, *geometry = case
+    x, w, b = (rng.standard_normal(s) for s in ((2, C) + HW, (F, C // groups) + kernel, (F,)))
+    want_y, dy, want_grads = autograd(
+        torch, rng, lambda *t: torch.nn.functional.conv2d(*t, *geometry, groups), (x, w, b))
+    y = conv.conv2d_forward(xp.asarray(x), xp.asarray(w), xp.asarray(b), *geometry)
+    assert_close(y, conv2d_naive(x, w, b, *geometry, groups=groups))
+    assert_close(y, want_y)
+    grads = conv.conv2d_backward(xp.asarray(dy), xp.asarray(x), xp.asarray(w), True, *geometry)
+    for got, want in zip(grads, want_grads):        # dx, dweight, dbias
+        assert_close(got, want)
+
+
 # --- conv_transpose2d -----------------------------------------------------------------------
 
 TRANSPOSED = [(k, (s, s), (p, p), (op, op), (d, d))

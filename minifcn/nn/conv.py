@@ -66,41 +66,51 @@ class _Conv(Module):
 
     def extra_repr(self):
         c_a, c_b, kh, kw = self.weight.shape
-        in_c, out_c = (c_a, c_b) if self.transposed else (c_b, c_a)
-        options = ", ".join(f"{k}={v}" for k, v in self.options.items())
+        groups = self.options.get("groups", 1)
+        in_c, out_c = (c_a, c_b) if self.transposed else (c_b * groups, c_a)
+        options = ", ".join(f"{k}={v}" for k, v in self.options.items()
+                            if k != "groups" or v != 1)
         return (f"{in_c}, {out_c}, kernel_size=({kh}, {kw}), {options}, "
                 f"bias={self.bias is not None}")
 
 
 class Conv2d(_Conv):
-    """2-D convolution layer, like ``torch.nn.Conv2d`` (no groups).
+    """2-D convolution layer, like ``torch.nn.Conv2d``.
 
     Parameters
     ----------
     in_channels, out_channels : int
     kernel_size, stride, padding, dilation : int or (int, int)
+    groups : int dividing both channel counts (``groups=in_channels``: depthwise)
     bias : bool
     dtype : float32 (default) or float64
     rng : numpy Generator or int seed for the initial weights
     init : "default", "kaiming" or "zeros" (see :func:`initial_values`)
 
-    Weight ``(out_channels, in_channels, KH, KW)`` and bias ``(out_channels,)`` start by
-    default as PyTorch's do: uniform on ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``,
-    fan_in = C*KH*KW (Kaiming-uniform with a = sqrt(5)).
+    Weight ``(out_channels, in_channels/groups, KH, KW)`` and bias ``(out_channels,)`` start
+    by default as PyTorch's do: uniform on ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``,
+    fan_in = C/G*KH*KW (Kaiming-uniform with a = sqrt(5)).
     """
     transposed = False
     _forward = staticmethod(conv2d_forward)
     _backward = staticmethod(conv2d_backward)
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 dilation=1, bias=True, dtype=np.float32, rng=None, init="default"):
+                 dilation=1, groups=1, bias=True, dtype=np.float32, rng=None,
+                 init="default"):
         in_channels = _checks.positive_int("in_channels", in_channels)
         out_channels = _checks.positive_int("out_channels", out_channels)
+        groups = _checks.positive_int("groups", groups)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"groups={groups} must divide in_channels ({in_channels}) and "
+                             f"out_channels ({out_channels})")
         kh, kw = _checks.pair("kernel_size", kernel_size, minimum=1)
-        super().__init__((out_channels, in_channels, kh, kw), in_channels * kh * kw, bias,
+        c_group = in_channels // groups
+        super().__init__((out_channels, c_group, kh, kw), c_group * kh * kw, bias,
                          dtype, rng, init, stride=_checks.pair("stride", stride, minimum=1),
                          padding=_checks.pair("padding", padding, minimum=0),
-                         dilation=_checks.pair("dilation", dilation, minimum=1))
+                         dilation=_checks.pair("dilation", dilation, minimum=1),
+                         groups=groups)
 
 
 class ConvTranspose2d(_Conv):

@@ -101,8 +101,8 @@ def transpose_geometry(x_shape, w_shape, stride, padding, output_padding, dilati
     return stride, padding, output_padding, dilation, (x_shape[0], w_shape[1]) + out
 
 
-def check_conv(x, weight, bias, transposed=False):
-    """Validate conv arrays. Weight is (F, C, KH, KW), or (C, F, KH, KW) when transposed."""
+def check_conv(x, weight, bias, transposed=False, groups=1):
+    """Validate conv arrays. Weight is (F, C/G, KH, KW), or (C, F, KH, KW) when transposed."""
     _checks.image_batch("x", x)
     layout = " (C_in, C_out, KH, KW)" if transposed else " (F, C, KH, KW)"
     _checks.float_array("weight", weight, ndim=4, what=layout)
@@ -115,12 +115,27 @@ def check_conv(x, weight, bias, transposed=False):
     _checks.same_dtype("x", x, weight=weight, bias=bias)
     c_in, c_out = (weight.shape[0], weight.shape[1]) if transposed else (weight.shape[1],
                                                                          weight.shape[0])
+    if groups != 1:
+        check_groups(x.shape[1], weight.shape, groups)
+        c_in *= groups
     if c_in != x.shape[1]:
         raise ValueError(f"weight expects {c_in} input channels (shape {tuple(weight.shape)}, "
                          f"layout{layout}) but x has {x.shape[1]} (shape {tuple(x.shape)})")
     if bias is not None and bias.shape[0] != c_out:
         raise ValueError(f"bias must have shape ({c_out},) to match weight "
                          f"{tuple(weight.shape)}, got {tuple(bias.shape)}")
+
+
+def check_groups(channels, w_shape, groups) -> None:
+    """A grouped convolution's shapes: C and F divisible by G, weight (F, C/G, KH, KW)."""
+    F, Cg = w_shape[:2]
+    if channels % groups or F % groups:
+        raise ValueError(f"groups={groups} must divide both the input channels ({channels}) "
+                         f"and the filters ({F}, weight shape {tuple(w_shape)})")
+    if Cg * groups != channels:
+        raise ValueError(f"with groups={groups} the weight must be (F, C/G, KH, KW) = "
+                         f"({F}, {channels // groups}, KH, KW) for x's {channels} channels, "
+                         f"got {tuple(w_shape)}")
 
 
 def pool_options(kernel_size, stride, padding, ceil_mode):

@@ -34,17 +34,20 @@ class Conv2dCache(NamedTuple):
     stride: tuple
     padding: tuple
     dilation: tuple
+    groups: int = 1
 
 
-def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1):
-    r"""2-D convolution, like ``torch.nn.functional.conv2d`` (no groups).
+def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    r"""2-D convolution, like ``torch.nn.functional.conv2d``, grouped or not.
 
     Parameters
     ----------
     x : array (N, C, H, W), float32 or float64
-    weight : array (F, C, KH, KW), same dtype and device as x
+    weight : array (F, C/G, KH, KW), same dtype and device as x
     bias : array (F,) or None
     stride, padding, dilation : int or (int, int); padding is zeros on both sides.
+    groups : int G dividing C and F: filters ``f`` of group ``g = f // (F/G)`` see only
+        channels ``g C/G`` to ``(g + 1) C/G - 1``. ``G = C`` is a depthwise convolution.
 
     Returns
     -------
@@ -58,14 +61,17 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1):
         y[n, f, p, q] = b[f] + \sum_{c, i, j} W[f, c, i, j]\,
                         x_{pad}[n, c, pS_H + iD_H, qS_W + jD_W]
 
-    that is ``W.reshape(F, CKK) @ im2col(x)``.
+    that is ``W.reshape(F, CKK) @ im2col(x)``. With groups, the sum over c runs over the
+    C/G channels of f's group: one such product per group.
     """
-    check_conv(x, weight, bias)
+    groups = _checks.positive_int("groups", groups)
+    check_conv(x, weight, bias, groups=groups)
     kernel, stride, padding, dilation, out = conv_geometry(x.shape, weight.shape[2:], stride,
                                                            padding, dilation)
-    call = dispatch.conv_call(x, x.shape, weight.shape, stride, padding, dilation, out)
+    call = dispatch.conv_call(x, x.shape, weight.shape, stride, padding, dilation, out,
+                              groups=groups)
     y = dispatch.run("conv2d.forward", call, x, weight, bias, stride, padding, dilation)
-    return y, Conv2dCache(x, weight, bias is not None, stride, padding, dilation)
+    return y, Conv2dCache(x, weight, bias is not None, stride, padding, dilation, groups)
 
 
 def conv2d_backward(dy, cache: Conv2dCache):
@@ -79,7 +85,7 @@ def conv2d_backward(dy, cache: Conv2dCache):
     Returns
     -------
     dx : array (N, C, H, W)
-    dweight : array (F, C, KH, KW)
+    dweight : array (F, C/G, KH, KW)
     dbias : array (F,), or None when the forward had no bias
 
     Notes
@@ -97,7 +103,7 @@ def conv2d_backward(dy, cache: Conv2dCache):
     out = conv_geometry(x.shape, weight.shape[2:], *geometry)[4]
     _checks.grad_shape(dy, (x.shape[0], weight.shape[0]) + out, x.dtype)
     array_module_of(dy=dy, x=x)
-    call = dispatch.conv_call(x, x.shape, weight.shape, *geometry, out)
+    call = dispatch.conv_call(x, x.shape, weight.shape, *geometry, out, groups=cache.groups)
     with memory.purpose("conv2d backward (dx)"):
         dx = dispatch.run("conv2d.input_grad", call, dy, weight, x.shape, *geometry)
     with memory.purpose("conv2d backward (dweight)"):

@@ -41,6 +41,7 @@ class Call(NamedTuple):
     dilation: tuple = ()
     out: tuple = ()              # the output's (OH, OW)
     output_padding: tuple = ()   # conv_transpose2d only
+    groups: int = 1              # conv2d only: G of a grouped convolution
 
 
 def device_kind(array) -> str:
@@ -49,12 +50,12 @@ def device_kind(array) -> str:
 
 
 def conv_call(like, x_shape, w_shape, stride, padding, dilation, out,
-              output_padding=()) -> Call:
+              output_padding=(), groups=1) -> Call:
     """The call of a convolution (or a transposed one) of an ``x_shape`` input by a
     ``w_shape`` weight, on ``like``'s device and in its dtype; ``out`` is the (OH, OW)."""
     w_shape = tuple(w_shape)
     return Call(device_kind(like), like.dtype, tuple(x_shape), w_shape, w_shape[2:], stride,
-                padding, dilation, tuple(out), output_padding)
+                padding, dilation, tuple(out), output_padding, groups)
 
 
 class Path(NamedTuple):

@@ -51,7 +51,7 @@ class Explanation:
 
 
 def explain(op: str, x_shape, weight_shape=None, *, kernel_size=None, stride=None, padding=0,
-            output_padding=0, dilation=1, ceil_mode=False, dtype="float32",
+            output_padding=0, dilation=1, groups=1, ceil_mode=False, dtype="float32",
             device="cpu") -> Explanation:
     """Which implementation each piece of ``op`` runs for an input of ``x_shape`` (and a
     conv's ``weight_shape``, a pool's ``kernel_size``) under the current algorithm and
@@ -66,6 +66,8 @@ def explain(op: str, x_shape, weight_shape=None, *, kernel_size=None, stride=Non
     call = _call(op, tuple(int(s) for s in x_shape), weight_shape, kernel_size, stride,
                  padding, output_padding, dilation, ceil_mode, np.dtype(dtype),
                  "cpu" if device == "cpu" else "cuda")
+    if op == "conv2d":
+        call = call._replace(groups=_checks.positive_int("groups", groups))
     rows = []
     for part in PIECES[op]:
         piece = f"{op}.{part}" if part else op

@@ -21,13 +21,13 @@ register("conv2d.input_grad", "border", border.RULE, border.applies, border.inpu
 register("conv2d.weight_grad", "border", border.RULE, border.applies, border.weight_grad)
 register("conv2d.forward", "winograd", winograd.RULE, winograd.applies, winograd.forward,
          float32_tolerance=1e-4)
-register("conv2d.forward", "gemm", gemm.RULE, lambda call: True, gemm.forward)
+register("conv2d.forward", "gemm", gemm.RULE, gemm.applies, gemm.forward)
 register("conv2d.input_grad", "correlation", correlation.RULE, correlation.applies,
          correlation.input_grad, float32_tolerance=1e-4)
-register("conv2d.input_grad", "gemm", gemm.RULE, lambda call: True, gemm.input_grad)
+register("conv2d.input_grad", "gemm", gemm.RULE, gemm.applies, gemm.input_grad)
 register("conv2d.weight_grad", "winograd", winograd.RULE, winograd.applies,
          winograd.weight_grad, float32_tolerance=1e-4)
-register("conv2d.weight_grad", "gemm", gemm.RULE, lambda call: True, gemm.weight_grad)
+register("conv2d.weight_grad", "gemm", gemm.RULE, gemm.applies, gemm.weight_grad)
 
 # conv_transpose2d
 register("conv_transpose2d.forward", "phases", phases.RULE, phases.applies,

@@ -16,7 +16,7 @@ from ... import memory
 from ...backend import get_array_module
 from .. import dispatch
 
-RULE = ("zero padding wider than the kernel's reach, so that at least a quarter of the "
+RULE = ("no groups, and zero padding wider than the kernel's reach, so that at least a quarter of the "
         "output windows read nothing but padding (FCN's conv1_1: padding 100), the rest a "
         "convolution of x with less padding, and no more filters than C*KH*KW (where the "
         "output, not the im2col, is the larger array, filling the border costs as much as "
@@ -38,6 +38,8 @@ def _ranges(call):
 
 
 def applies(call) -> bool:
+    if call.groups != 1:
+        return False
     ranges = _ranges(call)
     for a, (p0, p1, inner) in enumerate(ranges):
         if p1 <= p0 or inner < 0 or _outputs(call, a, inner) != p1 - p0:

@@ -18,7 +18,7 @@ from ...backend import get_array_module
 from .. import dispatch
 from ..arguments import is_pointwise
 
-RULE = ("stride 1, a kernel larger than 1x1 or padded, P <= D(K-1), and either no more "
+RULE = ("no groups, stride 1, a kernel larger than 1x1 or padded, P <= D(K-1), and either no more "
         "filters than channels (F*W <= C*OW) or a correlation that runs by Winograd")
 
 
@@ -36,7 +36,7 @@ def _correlation_call(call):
 
 
 def applies(call) -> bool:
-    if call.stride != (1, 1) or is_pointwise(call.w_shape[2:], call.stride, call.padding):
+    if call.groups != 1 or call.stride != (1, 1) or is_pointwise(call.w_shape[2:], call.stride, call.padding):
         return False
     if min(_padding(call)) < 0:
         return False

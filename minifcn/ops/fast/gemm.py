@@ -23,7 +23,13 @@ from ...backend import get_array_module
 from ..arguments import is_pointwise
 from .windows import col2im_add, im2col_into
 
-RULE = "any convolution (the general fast path): chunked under the workspace limit"
+RULE = ("any convolution without groups (the general fast path): chunked under the workspace "
+        "limit")
+
+
+def applies(call) -> bool:
+    """Every convolution but a grouped one (those run the reference's per-group GEMMs)."""
+    return call.groups == 1
 
 
 class ConvShape(NamedTuple):

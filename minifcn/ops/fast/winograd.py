@@ -71,14 +71,14 @@ MIN_CHANNELS = 128                    # below, the transforms cost more than the
 TILE_BYTES = 8 * 2 ** 20              # the transformed tiles of one chunk (cache-sized)
 MIN_TILES = 256                       # ... but at least this many tiles: GEMMs worth a call
 
-RULE = (f"CPU, float32, a 3x3 kernel, stride and dilation 1, padding at most 2, at least "
+RULE = (f"CPU, float32, no groups, a 3x3 kernel, stride and dilation 1, padding at most 2, at least "
         f"{MIN_CHANNELS} input channels, and its transformed weights (36*F*C values) and one "
         f"tile row's scratch within the workspace limit")
 
 
 def applies(call) -> bool:
     """Whether a convolution (forward or weight gradient) takes this path."""
-    return (call.device == "cpu" and call.dtype == np.float32
+    return (call.device == "cpu" and call.dtype == np.float32 and call.groups == 1
             and tuple(call.w_shape[2:]) == (3, 3) and call.stride == (1, 1)
             and call.dilation == (1, 1) and max(call.padding) <= 2
             and call.w_shape[1] >= MIN_CHANNELS and _fits(call))

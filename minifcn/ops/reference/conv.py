@@ -12,26 +12,34 @@ input gradient        ``dx = col2im(W^T dY)``       (CKK, F) @ (F, NL), then fol
 A transposed convolution *is* the adjoint of a convolution, so it needs no code of its own:
 its forward is conv2d's input gradient, its input gradient is conv2d's forward, and its
 weight gradient is conv2d's with x and dy in swapped roles.
+
+Groups need no argument: PyTorch's weight layout ``(F, C/G, KH, KW)`` says how many there
+are, ``G = C / weight.shape[1]``. The rows of ``X`` are ordered by channel, so group g's
+rows are one contiguous block, and a grouped convolution is the same three products with a
+leading group axis, ``(G, F/G, CKK/G) @ (G, CKK/G, NL)``: G independent convolutions, each
+of F/G filters over C/G channels. With ``G = 1`` it is the ordinary convolution.
 """
 from ...backend import get_array_module
 from .im2col import col2im, im2col, output_size
 
 
 def conv2d_forward(x, weight, bias, stride, padding, dilation):
-    r"""y = conv2d(x, W) + b, one GEMM over the whole batch.
+    r"""y = conv2d(x, W) + b, one GEMM per group over the whole batch.
 
-    x (N, C, H, W), weight (F, C, KH, KW), bias (F,) or None -> y (N, F, OH, OW):
+    x (N, C, H, W), weight (F, C/G, KH, KW), bias (F,) or None -> y (N, F, OH, OW):
 
     .. math:: y[n, f, p, q] = b[f] + \sum_{c,i,j} W[f, c, i, j]\,
-              x_{pad}[n, c, pS_H + iD_H, qS_W + jD_W]
+              x_{pad}[n, g C/G + c, pS_H + iD_H, qS_W + jD_W], \quad g = \lfloor f G / F \rfloor
     """
     xp = get_array_module(x)
     N, C, H, W = x.shape
-    F, _, KH, KW = weight.shape
+    F, Cg, KH, KW = weight.shape
+    G = C // Cg                                                   # groups
     OH = output_size(H, KH, stride[0], padding[0], dilation[0])
     OW = output_size(W, KW, stride[1], padding[1], dilation[1])
     col = im2col(x, (KH, KW), stride, padding, dilation)          # (C*KH*KW, N*OH*OW)
-    y = weight.reshape(F, C * KH * KW) @ col                      # (F, N*OH*OW)
+    col = col.reshape(G, Cg * KH * KW, N * OH * OW)               # (G, CKK/G, NL)
+    y = weight.reshape(G, F // G, Cg * KH * KW) @ col             # (G, F/G, NL)
     y = y.reshape(F, N, OH, OW).transpose(1, 0, 2, 3)             # (N, F, OH, OW)
     y = xp.ascontiguousarray(y)
     if bias is not None:
@@ -42,29 +50,35 @@ def conv2d_forward(x, weight, bias, stride, padding, dilation):
 def conv2d_input_grad(dy, weight, x_shape, stride, padding, dilation):
     r"""dx = col2im(W^T dY): the gradient of conv2d with respect to its input.
 
-    dy (N, F, OH, OW), weight (F, C, KH, KW) -> dx of shape x_shape (N, C, H, W).
-    Since ``Y = W X``, :math:`dX = W^T dY`, and col2im (im2col's adjoint) folds dX onto x.
+    dy (N, F, OH, OW), weight (F, C/G, KH, KW) -> dx of shape x_shape (N, C, H, W).
+    Since ``Y = W X`` (per group), :math:`dX = W^T dY`, and col2im (im2col's adjoint) folds
+    dX onto x.
     """
     N, F, OH, OW = dy.shape
-    _, C, KH, KW = weight.shape
-    dY = dy.transpose(1, 0, 2, 3).reshape(F, N * OH * OW)         # (F, N*OH*OW)
-    dcol = weight.reshape(F, C * KH * KW).T @ dY                  # (C*KH*KW, N*OH*OW)
+    _, Cg, KH, KW = weight.shape
+    G = x_shape[1] // Cg                                          # groups
+    dY = dy.transpose(1, 0, 2, 3).reshape(G, F // G, N * OH * OW)     # (G, F/G, NL)
+    w_t = weight.reshape(G, F // G, Cg * KH * KW).transpose(0, 2, 1)  # (G, CKK/G, F/G)
+    dcol = (w_t @ dY).reshape(G * Cg * KH * KW, N * OH * OW)      # (C*KH*KW, N*OH*OW)
     return col2im(dcol, x_shape, (KH, KW), stride, padding, dilation)   # (N, C, H, W)
 
 
 def conv2d_weight_grad(dy, x, weight_shape, stride, padding, dilation):
     r"""dW = dY im2col(x)^T: the gradient of conv2d with respect to its weight.
 
-    dy (N, F, OH, OW), x (N, C, H, W) -> dweight of weight_shape (F, C, KH, KW):
+    dy (N, F, OH, OW), x (N, C, H, W) -> dweight of weight_shape (F, C/G, KH, KW):
 
-    .. math:: dW[f, c, i, j] = \sum_{n,p,q} dy[n, f, p, q]\, x_{pad}[n, c, pS_H + iD_H, qS_W + jD_W]
+    .. math:: dW[f, c, i, j] = \sum_{n,p,q} dy[n, f, p, q]\,
+              x_{pad}[n, g C/G + c, pS_H + iD_H, qS_W + jD_W]
     """
     N, F, OH, OW = dy.shape
-    _, C, KH, KW = weight_shape
+    _, Cg, KH, KW = weight_shape
+    G = x.shape[1] // Cg                                          # groups
     col = im2col(x, (KH, KW), stride, padding, dilation)          # (C*KH*KW, N*OH*OW)
-    dY = dy.transpose(1, 0, 2, 3).reshape(F, N * OH * OW)         # (F, N*OH*OW)
-    dweight = dY @ col.T                                          # (F, C*KH*KW)
-    return dweight.reshape(F, C, KH, KW)                          # (F, C, KH, KW)
+    col = col.reshape(G, Cg * KH * KW, N * OH * OW)               # (G, CKK/G, NL)
+    dY = dy.transpose(1, 0, 2, 3).reshape(G, F // G, N * OH * OW)     # (G, F/G, NL)
+    dweight = dY @ col.transpose(0, 2, 1)                         # (G, F/G, CKK/G)
+    return dweight.reshape(F, Cg, KH, KW)                         # (F, C/G, KH, KW)
 
 
 def conv2d_backward(dy, x, weight, has_bias, stride, padding, dilation):
