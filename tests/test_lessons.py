@@ -136,3 +136,26 @@ def test_lesson_04_bilinear(tmp_path, monkeypatch, capsys):
     assert small(g["channels_apart"])
     assert small(g["torch_diff"])
     assert "the others are rows [0, 1, 2, 3, 44, 45, 46, 47]" in out
+
+
+def test_lesson_05_softmax_loss(tmp_path, monkeypatch, capsys):
+    g, out = run_lesson("05_softmax_loss", tmp_path, monkeypatch, capsys)
+    assert np.isnan(g["naive"]).all() and np.isfinite(g["stable"]).all()
+    np.testing.assert_allclose(g["stable"][0], np.exp([0, 1, 2]) / np.exp([0, 1, 2]).sum(),
+                               rtol=1e-15)
+    np.testing.assert_allclose(ops.log_softmax(g["far"])[0], [-1000, 0])
+    assert abs(float(g["loss"]) - g["loss_hand"]) < 1e-15
+    np.testing.assert_allclose(g["grad"][0], g["grad_hand"], atol=1e-16)
+    assert g["one_pixel"].passed
+    assert g["n_valid"] == 13 and "13 valid pixels of 20" in out
+    assert abs(float(g["mean_loss"]) - float(g["pixel_loss"].sum()) / 13) < 1e-15
+    assert not (g["d_mean"] * ~g["valid"][:, None]).any()           # void: zero gradient
+    assert small(max_diff_of(g["d_mean"], g["grad_by_hand"]))
+    assert abs(float(g["sum_loss"]) - 13 * float(g["mean_loss"])) < 1e-13
+    assert small(g["sum_vs_mean_grad"])
+    assert round(g["mean_rates"]["FCN-32s"], 10) == 1.875e-5
+    assert small(g["torch_diff"])
+
+
+def max_diff_of(a, b):
+    return float(np.abs(np.asarray(a) - np.asarray(b)).max())
