@@ -159,3 +159,25 @@ def test_lesson_05_softmax_loss(tmp_path, monkeypatch, capsys):
 
 def max_diff_of(a, b):
     return float(np.abs(np.asarray(a) - np.asarray(b)).max())
+
+
+@pytest.mark.slow                       # a whole-network gradient check: ~5 s on 2 cores
+def test_lesson_06_fcn8s(tmp_path, monkeypatch, capsys):
+    g, out = run_lesson("06_fcn8s", tmp_path, monkeypatch, capsys)
+    model = g["model"]
+    assert g["crops"] == g["model_crops"] == {"score_pool4": 5, "score_pool3": 9,
+                                              "upscore8": 31}
+    assert g["summary_crops"] == {"crop_pool4": 5, "crop_pool3": 9, "crop_output": 31}
+    assert (model.crop_pool4.offset, model.crop_pool3.offset,
+            model.crop_output.offset) == ((5, 5), (9, 9), (31, 31))
+    assert g["smallest"] == {1: 193, 100: 1}
+    assert g["with_padding_1"].offset == -68 and "negative offset -68" in g["padding_1_error"]
+    assert g["same_as_forward"] and "written out == model.forward(x): True" in out
+    for name, shape in g["shapes"].items():
+        assert g["summary_shapes"][name] == shape, name
+    assert g["shapes"]["crop_output"] == (1, 3, 32, 40)
+    assert g["dx"].shape == g["x"].shape and g["grads"]["upscore8.weight"] is None
+    report = g["report"]
+    assert report.passed and len(report.tensors) == 37          # the input and 36 tensors
+    assert not g["at_kink"].passed and g["at_kink"].failures() == ["0.bias"]
+    assert g["torch_diff"] < 1e-12
