@@ -181,3 +181,14 @@ def test_lesson_06_fcn8s(tmp_path, monkeypatch, capsys):
     assert report.passed and len(report.tensors) == 37          # the input and 36 tensors
     assert not g["at_kink"].passed and g["at_kink"].failures() == ["0.bias"]
     assert g["torch_diff"] < 1e-12
+
+
+def test_lesson_07_your_layer(tmp_path, monkeypatch, capsys):
+    g, out = run_lesson("07_your_layer", tmp_path, monkeypatch, capsys)
+    assert g["report"].passed and "gradcheck depthwise conv: passed" in out
+    assert g["torch_diff"] < 1e-12
+    caught = g["caught"]
+    assert caught.failures() == ["weight"]                         # caught, and named
+    assert g["worst"].n_failed == 24 and g["worst"].n_elements == 27
+    assert g["right"] == [[0, 0, 0], [1, 1, 1], [2, 2, 2]]         # located: tap k = 4c
+    assert g["correct_error"].max() < 1e-8
