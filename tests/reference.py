@@ -222,3 +222,60 @@ def max_pool2d_backward_naive(dy, winners, x_shape):
             for o, index in enumerate(winners[n, c].ravel()):
                 dx[n, c, index] += dy[n, c].ravel()[o]
     return dx.reshape(x_shape)
+
+
+# --- Batch normalisation, channel concatenation, global average pooling ------------------------
+
+def batch_norm2d_naive(x, running_mean, running_var, weight, bias, training, momentum, eps):
+    """Per channel, statistics summed one value at a time; returns y and the running mean and
+    variance after the call (new arrays; None when none were given).
+
+    training: mean and biased variance of the channel's N*H*W values normalise it; the
+    running estimates move by ``momentum`` towards the mean and the unbiased variance.
+    eval: the running estimates normalise it.
+    """
+    N, C, H, W = x.shape
+    M = N * H * W
+    y = np.zeros_like(x)
+    new_mean = None if running_mean is None else running_mean.copy()
+    new_var = None if running_var is None else running_var.copy()
+    for c in range(C):
+        values = [x[n, c, h, w] for n in range(N) for h in range(H) for w in range(W)]
+        if training:
+            mean = sum(values) / M
+            squares = sum((v - mean) ** 2 for v in values)
+            var = squares / M                                      # biased: normalises
+            if new_mean is not None:
+                new_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean
+                new_var[c] = (1 - momentum) * running_var[c] + momentum * squares / (M - 1)
+        else:
+            mean, var = running_mean[c], running_var[c]
+        gamma = 1.0 if weight is None else weight[c]
+        beta = 0.0 if bias is None else bias[c]
+        for n in range(N):
+            for h in range(H):
+                for w in range(W):
+                    y[n, c, h, w] = gamma * (x[n, c, h, w] - mean) / np.sqrt(var + eps) + beta
+    return y, new_mean, new_var
+
+
+def concat_naive(arrays):
+    """y[n, offset_k + c] = arrays[k][n, c], channel by channel."""
+    N, _, H, W = arrays[0].shape
+    y = np.zeros((N, sum(a.shape[1] for a in arrays), H, W), dtype=arrays[0].dtype)
+    channel = 0
+    for a in arrays:
+        for c in range(a.shape[1]):
+            y[:, channel] = a[:, c]
+            channel += 1
+    return y
+
+
+def global_avg_pool_naive(x):
+    """y[n, c, 0, 0] = the sum of plane (n, c), one pixel at a time, over H*W."""
+    N, C, H, W = x.shape
+    y = np.zeros((N, C, 1, 1), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            y[n, c, 0, 0] = sum(x[n, c, h, w] for h in range(H) for w in range(W)) / (H * W)
+    return y

@@ -32,6 +32,10 @@ from .conv import Conv2dCache, conv2d_backward, conv2d_forward
 from .conv_transpose import (ConvTranspose2dCache, conv_transpose2d_backward,
                              conv_transpose2d_forward)
 from .crop import CropCache, crop_backward, crop_forward
+from .concat import ConcatCache, concat_backward, concat_forward
+from .average_pool import (AdaptiveAvgPool2dCache, adaptive_avg_pool2d_backward,
+                           adaptive_avg_pool2d_forward)
+from .norm import BatchNorm2dCache, batch_norm2d_backward, batch_norm2d_forward
 from .im2col import col2im, conv_output_size, conv_transpose_output_size, im2col
 from .loss import (SoftmaxCrossEntropyCache, log_softmax, softmax,
                    softmax_cross_entropy_backward, softmax_cross_entropy_forward)
@@ -47,6 +51,9 @@ __all__ = [
     "ReLUCache", "relu_forward", "relu_backward",
     "DropoutCache", "dropout_forward", "dropout_backward",
     "CropCache", "crop_forward", "crop_backward",
+    "ConcatCache", "concat_forward", "concat_backward",
+    "AdaptiveAvgPool2dCache", "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward",
+    "BatchNorm2dCache", "batch_norm2d_forward", "batch_norm2d_backward",
     "Conv2dCache", "conv2d_forward", "conv2d_backward",
     "ConvTranspose2dCache", "conv_transpose2d_forward", "conv_transpose2d_backward",
     "im2col", "col2im", "conv_output_size", "conv_transpose_output_size",

@@ -23,6 +23,9 @@ PIECES = {
     "relu": ("forward", "backward"),
     "dropout": ("forward", "backward"),
     "crop": ("forward", "backward"),
+    "batch_norm2d": ("forward", "backward"),
+    "concat": ("forward", "backward"),
+    "adaptive_avg_pool2d": ("forward", "backward"),
     "im2col": ("",),
     "col2im": ("",),
 }

@@ -5,7 +5,7 @@ gradient are three pieces, since each has its own fast paths. The fast paths are
 in ``fast/__init__.py``, after these.
 """
 from . import dispatch
-from .reference import activation, conv, crop, im2col, loss, pool, upsample
+from .reference import activation, concat, conv, crop, im2col, loss, norm, pool, upsample
 
 REFERENCES = {
     "conv2d.forward": conv.conv2d_forward,
@@ -27,6 +27,12 @@ REFERENCES = {
     "dropout.backward": activation.dropout_backward,
     "crop.forward": crop.crop_forward,
     "crop.backward": crop.crop_backward,
+    "batch_norm2d.forward": norm.batch_norm2d_forward,
+    "batch_norm2d.backward": norm.batch_norm2d_backward,
+    "concat.forward": concat.concat_forward,
+    "concat.backward": concat.concat_backward,
+    "adaptive_avg_pool2d.forward": pool.adaptive_avg_pool2d_forward,
+    "adaptive_avg_pool2d.backward": pool.adaptive_avg_pool2d_backward,
 }
 
 for _piece, _run in REFERENCES.items():

@@ -15,8 +15,13 @@ upsample.py    bilinear resizing, ``y = A_h x A_w^T``
 loss.py        softmax, log_softmax, softmax cross-entropy
 activation.py  relu, dropout
 crop.py        spatial crop
+norm.py        batch normalisation, training and eval mode
+concat.py      channel concatenation and its split
 =============  =============================================================
-"""
-from . import activation, conv, crop, im2col, loss, pool, upsample
 
-__all__ = ["activation", "conv", "crop", "im2col", "loss", "pool", "upsample"]
+``pool.py`` also holds global average pooling (``adaptive_avg_pool2d`` to 1x1).
+"""
+from . import activation, concat, conv, crop, im2col, loss, norm, pool, upsample
+
+__all__ = ["activation", "concat", "conv", "crop", "im2col", "loss", "norm", "pool",
+           "upsample"]

@@ -75,3 +75,21 @@ def max_pool2d_backward(dy, argmax, x_shape, kernel, stride, padding):
             routed = xp.where(argmax == i * KW + j, dy, dy.dtype.type(0))   # (N, C, OH, OW)
             dx_pad[:, :, i:i + OH * SH:SH, j:j + OW * SW:SW] += routed
     return xp.ascontiguousarray(dx_pad[:, :, PH:PH + H, PW:PW + W])  # (N, C, H, W)
+
+
+def adaptive_avg_pool2d_forward(x):
+    r"""Global average pooling: x (N, C, H, W) -> y (N, C, 1, 1), the mean of each plane.
+
+    .. math:: y[n, c] = \frac{1}{HW} \sum_{h, w} x[n, c, h, w]
+    """
+    return x.mean(axis=(2, 3), keepdims=True)                     # (N, C, 1, 1)
+
+
+def adaptive_avg_pool2d_backward(dy, x_shape):
+    r"""Each pixel gets an equal share of its plane's gradient: dx = dy / (HW), broadcast.
+
+    dy (N, C, 1, 1) -> dx (N, C, H, W).
+    """
+    xp = get_array_module(dy)
+    H, W = x_shape[2:]
+    return xp.broadcast_to(dy / (H * W), x_shape).copy()          # (N, C, H, W)
