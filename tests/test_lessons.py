@@ -192,3 +192,17 @@ def test_lesson_07_your_layer(tmp_path, monkeypatch, capsys):
     assert g["worst"].n_failed == 24 and g["worst"].n_elements == 27
     assert g["right"] == [[0, 0, 0], [1, 1, 1], [2, 2, 2]]         # located: tap k = 4c
     assert g["correct_error"].max() < 1e-8
+
+
+def test_a_lesson_without_pytorch_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch", None)                 # import torch fails
+    g, out = run_lesson("02_conv_transpose", tmp_path, monkeypatch, capsys)
+    assert "PyTorch is not installed" in out and g["torch_diff"] is None
+    assert "C^T z == conv_transpose2d(z): True" in out
+
+
+def test_out_argument_names_the_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["01_im2col.py", "--out", str(tmp_path / "mine")])
+    monkeypatch.syspath_prepend(str(LESSONS))
+    import _common
+    assert _common.output_dir("01") == tmp_path / "mine" and (tmp_path / "mine").is_dir()
