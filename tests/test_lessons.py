@@ -5,7 +5,6 @@ Each lesson runs in this process with ``runpy`` (as ``python lesson.py`` would, 
 printed against the ops they explain, through the variables the lesson printed them from.
 A lesson that stops matching the code fails here.
 """
-import os
 import pathlib
 import re
 import runpy
