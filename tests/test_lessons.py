@@ -28,11 +28,12 @@ def run_lesson(name, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", [str(path)])
     monkeypatch.syspath_prepend(str(LESSONS))
     monkeypatch.chdir(tmp_path)
-    algorithm = ops.get_algorithm()
+    algorithm, printing = ops.get_algorithm(), np.get_printoptions()
     try:
         names = runpy.run_path(str(path), run_name="__main__")
-    finally:
-        ops.set_algorithm(algorithm)          # the lessons set "reference"
+    finally:                                  # what the lessons set for themselves
+        ops.set_algorithm(algorithm)
+        np.set_printoptions(**printing)
     printed = capsys.readouterr().out
     pngs = sorted(p.name for p in (tmp_path / name[:2]).glob("*.png"))
     assert pngs, f"{name} wrote no PNG into {tmp_path / name[:2]}"

@@ -35,7 +35,6 @@ def import_torch():
     except ImportError:
         print("PyTorch is not installed: the comparisons with torch.nn.functional are skipped.")
         return None
-    torch.set_default_dtype(torch.float64)
     return torch
 
 
