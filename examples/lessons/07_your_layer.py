@@ -110,6 +110,16 @@ if torch is not None:
     print(f"PyTorch conv2d(groups=3): y, dx, dweight, dbias differ by {torch_diff:.1e}")
 
 # %% [markdown]
+# minifcn's own `conv2d_forward` takes `groups` too (one GEMM per group): with `groups=C`
+# it is this layer, and its backward gives the same gradients.
+
+# %%
+y_grouped, grouped_cache = ops.conv2d_forward(x, weight, bias, stride=2, padding=1, groups=3)
+grouped_diff = max(max_diff(y_grouped, y), *(max_diff(a, b) for a, b in zip(
+    ops.conv2d_backward(dy, grouped_cache), (dx, dweight, dbias))))
+print(f"conv2d_forward(groups=3) and its backward differ by {grouped_diff:.1e}")
+
+# %% [markdown]
 # ## A planted bug, caught and located
 #
 # A classic: the backward reshapes the columns as `(KH*KW, C, L)`, reading im2col's row
