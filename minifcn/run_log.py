@@ -37,8 +37,11 @@ class RunExistsError(ValueError):
 
 
 def existing_run(folder, names=RUN_FILES) -> list:
-    """The files of ``names`` present in ``folder`` (links included)."""
-    return [name for name in names if os.path.lexists(os.path.join(folder, name))]
+    """The files of ``names`` present in ``folder`` (links included); a ``log.csv`` that
+    holds no row (a run that stopped before logging anything, e.g. diverged at once) is not
+    a run."""
+    return [name for name in names if os.path.lexists(os.path.join(folder, name))
+            and (name != "log.csv" or _has_rows(os.path.join(folder, name)))]
 
 
 def prepare_folder(folder, log_path, resume, overwrite: bool) -> None:
@@ -101,8 +104,12 @@ def _rows_through(path, iteration: int) -> list:
 
 
 def _has_rows(path) -> bool:
+    """Whether the log at ``path`` holds a row below its header (a link counts as one)."""
+    if os.path.islink(path):
+        return True
     try:
-        return os.path.getsize(path) > 0
+        with open(path, "rb") as f:
+            return f.read(4096).count(b"\n") > 1 or os.path.getsize(path) > 4096
     except OSError:
         return False
 

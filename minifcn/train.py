@@ -317,8 +317,9 @@ class _Run:
     def _window_loss(self, it) -> float:
         loss = float(self.loss_sum) / self.window           # the one host read of the window
         if not math.isfinite(loss):
-            raise TrainingDiverged(f"the loss became {loss} between iterations "
-                                   f"{it - self.window + 1} and {it}; {self._kept()}. "
+            when = (f"at iteration {it}" if self.window == 1 else
+                    f"between iterations {it - self.window + 1} and {it}")
+            raise TrainingDiverged(f"the loss became {loss} {when}; {self._kept()}. "
                                    "Try a lower learning rate.")
         return loss
 
