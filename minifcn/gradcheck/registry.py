@@ -136,8 +136,12 @@ def _conv_transpose2d_case(rng, kernel=3, stride=1, padding=0, output_padding=0,
     x = rng.standard_normal((2, 3, 4, 5))
     weight = rng.standard_normal((3, 2, kernel, kernel))
     bias = rng.standard_normal(2)
-    return (conv_transpose2d_forward, conv_transpose2d_backward,
-            [x, weight, bias, stride, padding, output_padding, dilation])
+
+    def forward(x, weight, bias):          # the options are keyword-only
+        return conv_transpose2d_forward(x, weight, bias, stride=stride, padding=padding,
+                                        output_padding=output_padding, dilation=dilation)
+
+    return forward, conv_transpose2d_backward, [x, weight, bias]
 
 
 @register("upsample_bilinear2d", options=dict(size=int, scale_factor=float, align_corners=bool),
