@@ -1,4 +1,5 @@
-"""``Sequential``: modules applied one after another, and their backward in reverse."""
+"""``Sequential``: modules applied one after another, and their backward in reverse;
+``ModuleList``: numbered modules an owner runs its own way."""
 from __future__ import annotations
 
 from .module import Module
@@ -30,6 +31,31 @@ class Sequential(Module):
         for module in reversed(self._layers()):
             dy = module.backward(dy)
         return dy
+
+    def __getitem__(self, index):
+        return self._layers()[index]
+
+    def __len__(self):
+        return len(self._layers())
+
+    def __iter__(self):
+        return iter(self._layers())
+
+
+class ModuleList(Module):
+    """Modules named ``"0"``, ``"1"``, ... as in ``torch.nn.ModuleList``, so their parameters
+    are ``"0.weight"``, ...; it has no forward of its own (its owner decides how they run).
+    Index it, iterate it, and take ``len()``."""
+
+    def __init__(self, modules=()):
+        for i, module in enumerate(modules):
+            if not isinstance(module, Module):
+                raise TypeError(f"ModuleList entry {i} must be a Module, "
+                                f"got {type(module).__name__}")
+            setattr(self, str(i), module)
+
+    def _layers(self):
+        return [module for _, module in self.named_children()]
 
     def __getitem__(self, index):
         return self._layers()[index]

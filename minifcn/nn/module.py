@@ -72,6 +72,24 @@ class Parameter:
         return f"Parameter(shape={self.shape}, dtype={self.dtype}, device={self.device}{frozen})"
 
 
+class Buffer:
+    """State a module saves and loads but does not learn (``.data``): BatchNorm's running
+    mean and variance, and its ``num_batches_tracked`` counter (an int64 0-d array, as in
+    PyTorch). No gradient, no optimiser; ``module.to(dtype=...)`` casts float buffers only."""
+
+    def __init__(self, data):
+        if not hasattr(data, "dtype"):
+            data = np.asarray(data)
+        self.data = data
+
+    shape = property(lambda self: tuple(self.data.shape))
+    dtype = property(lambda self: self.data.dtype)
+    device = property(lambda self: device_of(self.data))
+
+    def __repr__(self):
+        return f"Buffer(shape={self.shape}, dtype={self.dtype}, device={self.device})"
+
+
 class Module:
     """Base class of every layer: ``forward``, ``backward``, parameters, modes, devices."""
 
@@ -122,6 +140,23 @@ class Module:
     def parameters(self):
         return [p for _, p in self.named_parameters()]
 
+    def named_buffers(self, prefix: str = ""):
+        """Yield ``(dotted name, Buffer)`` for this module and its submodules."""
+        for module_name, module in self.named_modules(prefix):
+            for name, value in vars(module).items():
+                if isinstance(value, Buffer):
+                    yield (f"{module_name}.{name}" if module_name else name), value
+
+    def named_state(self):
+        """Parameters and buffers by dotted name, module by module, each module's
+        parameters before its buffers: the order of PyTorch's ``state_dict``."""
+        seen = set()
+        for module_name, module in self.named_modules():
+            for name, value in vars(module).items():
+                if isinstance(value, (Parameter, Buffer)) and id(value) not in seen:
+                    seen.add(id(value))
+                    yield (f"{module_name}.{name}" if module_name else name), value
+
     def zero_grad(self) -> None:
         """Forget accumulated gradients (``grad`` becomes None)."""
         for p in self.parameters():
@@ -141,31 +176,31 @@ class Module:
             raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
         if device is not None:
             parse_device(device)    # a bad device string fails even without parameters
-        for p in self.parameters():
+        for p in self.parameters() + [b for _, b in self.named_buffers()]:
             for attr in ("data", "grad"):
-                a = getattr(p, attr)
+                a = getattr(p, attr, None)
                 if a is None:
                     continue
                 if device is not None:
                     a = to_device(a, device)
-                if dtype is not None:
+                if dtype is not None and a.dtype.kind == "f":
                     a = a.astype(dtype, copy=False)
                 setattr(p, attr, a)
         return self
 
     # --- saving and loading -------------------------------------------------------------
     def state_dict(self) -> "OrderedDict[str, object]":
-        """Parameter name -> array (the arrays themselves, not copies)."""
-        return OrderedDict((name, p.data) for name, p in self.named_parameters())
+        """Parameter and buffer name -> array (the arrays themselves, not copies)."""
+        return OrderedDict((name, p.data) for name, p in self.named_state())
 
     def load_state_dict(self, state_dict, strict: bool = True):
-        """Copy arrays into the parameters, keeping each parameter's device and dtype.
+        """Copy arrays into the parameters and buffers, keeping each one's device and dtype.
 
         Raises ``ValueError`` listing the wrongly shaped keys and, when ``strict``, the
         missing and unexpected keys (the first four of each kind, and how many more).
         Returns ``(missing, unexpected)`` name lists.
         """
-        params = dict(self.named_parameters())
+        params = dict(self.named_state())
         missing = [k for k in params if k not in state_dict]
         unexpected = [k for k in state_dict if k not in params]
         wrong = [f"{k}: expected shape {params[k].shape}, got {tuple(np.shape(v))}"

@@ -1,9 +1,16 @@
-"""``MaxPool2d``: the max-pooling layer, a thin wrapper around the functional pair."""
+"""``MaxPool2d`` and ``AdaptiveAvgPool2d``: pooling layers, thin wrappers around the functional
+pairs."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..ops.arguments import pool_options
+from ..ops.average_pool import adaptive_avg_pool2d_backward, adaptive_avg_pool2d_forward
 from ..ops.pool import max_pool2d_backward, max_pool2d_forward
 from .module import Module
+
+
+_ONE_PIXEL = np.zeros((1, 1, 1, 1), np.float32)
 
 
 class MaxPool2d(Module):
@@ -38,3 +45,24 @@ class MaxPool2d(Module):
     def extra_repr(self) -> str:
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}, ceil_mode={self.ceil_mode}")
+
+
+class AdaptiveAvgPool2d(Module):
+    """Global average pooling, ``torch.nn.AdaptiveAvgPool2d(1)``: (N, C, H, W) -> (N, C, 1, 1).
+    Only ``output_size=1`` is offered (see :func:`minifcn.ops.adaptive_avg_pool2d_forward`)."""
+
+    def __init__(self, output_size=1):
+        adaptive_avg_pool2d_forward(_ONE_PIXEL, output_size)      # the same check, now
+        self.output_size = output_size
+
+    def forward(self, x):
+        y, cache = adaptive_avg_pool2d_forward(x, self.output_size)
+        self.save_for_backward(cache)
+        return y
+
+    def backward(self, dy):
+        cache, = self.saved()
+        return adaptive_avg_pool2d_backward(dy, cache)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
