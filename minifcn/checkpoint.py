@@ -6,7 +6,8 @@ shape and CRC-32 are recorded in its ``__minifcn__`` member and verified on load
 members:
 
 ====================  ===================================================================
-``model.NAME``        every parameter, by dotted name (float arrays, as in weight files)
+``model.NAME``        every parameter and buffer, by dotted name (float arrays, BatchNorm's
+                      int64 ``num_batches_tracked`` aside, as in weight files)
 ``optimizer.KEY``     ``optimizer.state_dict()`` (options, moment buffers, step counts)
 ``scheduler.KEY``     ``scheduler.state_dict()`` (absent without a scheduler)
 ``data.rng``          the batch stream's ``bit_generator.state`` as JSON (0-d string)

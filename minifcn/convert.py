@@ -1,6 +1,7 @@
-r"""PyTorch weights to minifcn's .npz: the reference FCN port and torchvision's VGG16.
+r"""PyTorch weights to minifcn's .npz: the reference FCN port, torchvision's VGG16, and
+torchvision's FCN-ResNet50 and DeepLabV3-ResNet50.
 
-Two key layouts are understood:
+Three key layouts are understood:
 
 - **the reference FCN port** (pytorch-fcn): ``conv1_1.weight`` ... ``conv5_3.bias``,
   ``fc6``, ``fc7``, ``score_fr``, the ``score_pool*`` and ``upscore*`` layers: already
@@ -14,6 +15,9 @@ Two key layouts are understood:
   26, 28 are conv1_1 ... conv5_3 in order; the fully connected ``classifier.0`` and
   ``classifier.3`` become the convolutions ``fc6`` and ``fc7``, and ``classifier.6``
   (ImageNet's 1000 classes) is dropped.
+- **torchvision's segmentation ResNets** (``backbone.conv1.weight``, ...,
+  ``classifier.4.weight``, ``aux_classifier.*``): already minifcn's names; recognised, their
+  options read and their arrays checked by :mod:`minifcn.convert_resnet`.
 
 The fully connected layer ``classifier.0`` sees the flattened ``(C, 7, 7)`` pool5 map, index
 ``c * 49 + h * 7 + w``, so its weight ``(F, C * 7 * 7)`` reshapes in C order to a 7x7
@@ -33,6 +37,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .convert_resnet import (LAYOUT_WORDS, RESNET_MODELS, is_resnet_layout, resnet_arch,
+                             resnet_metadata, resnet_problems)
 from .io import write_weights
 
 TORCH_INSTALL_HINT = ("pip install torch==2.13.0 --index-url "
@@ -73,17 +79,28 @@ class TorchUnavailableError(ImportError):
 class Conversion(NamedTuple):
     """The result of :func:`convert_state`."""
 
-    arch: str | None  # "vgg16", an FCN architecture, or None where the keys fit several
+    arch: str | None  # "vgg16", a model's name, or None where the keys fit several
     layout: str       # the key layout found, in words
     arrays: dict      # minifcn name -> NumPy array
-    metadata: dict    # n_class (FCN only), width and arch_candidates (arch None only)
+    metadata: dict    # n_class (not vgg16), width, arch_candidates (arch None only),
+                      # aux and preprocess (the ResNet models)
     notes: tuple      # what was left out, in words
 
 
 # --- the pure conversion ------------------------------------------------------------------
 
 def detect_layout(state) -> str:
-    """``"torchvision"``, ``"vgg16"`` (minifcn names) or the FCN variant of a state dict."""
+    """``"torchvision"`` (VGG16), ``"vgg16"`` (minifcn names), the FCN variant, or the
+    torchvision segmentation model (``"fcn_resnet50"``, ``"deeplabv3_resnet50"``) of a
+    state dict."""
+    if is_resnet_layout(state):
+        arch = resnet_arch(state)
+        if arch is None:
+            raise ConversionError(
+                "a ResNet backbone (backbone.conv1.weight) without a head minifcn knows: "
+                "expected torchvision's FCNHead (classifier.0.weight ... classifier.4.weight) "
+                f"or DeepLabHead (classifier.0.convs.0.0.weight, ...); found {_few(state)}")
+        return arch
     if any(k.startswith(("features.", "classifier.")) for k in state):
         return "torchvision"
     for marker, arch in _FCN_MARKERS:
@@ -93,8 +110,9 @@ def detect_layout(state) -> str:
         return "vgg16"
     raise ConversionError(
         "unrecognised key layout: expected torchvision VGG16 keys (features.0.weight, ..., "
-        "classifier.0.weight) or the reference FCN keys (conv1_1.weight, ..., "
-        f"score_fr.weight, upscore8.weight); found {_few(state)}")
+        "classifier.0.weight), the reference FCN keys (conv1_1.weight, ..., "
+        "score_fr.weight, upscore8.weight) or torchvision's FCN-ResNet50 / DeepLabV3-ResNet50 "
+        f"keys (backbone.conv1.weight, ..., classifier.4.weight); found {_few(state)}")
 
 
 def torchvision_vgg16_state(state) -> dict:
@@ -149,13 +167,17 @@ def fcn_state(state, arch: str) -> dict:
 def convert_state(state, arch=None) -> Conversion:
     """Detect the layout of ``state`` (name -> array) and convert it to minifcn's arrays.
 
-    ``arch`` (one of :data:`FCN_KEYS`) names the FCN architecture where the caller knows
-    it; the keys must fit it. Without it, keys that fit several architectures (FCN-8s and
-    FCN-8s at-once) give ``Conversion.arch`` None and ``metadata["arch_candidates"]``.
+    ``arch`` (one of :data:`FCN_KEYS` or :data:`~minifcn.models.RESNET_MODELS`) names the
+    architecture where the caller knows it; the keys must fit it. Without it, keys that fit
+    several architectures (FCN-8s and FCN-8s at-once) give ``Conversion.arch`` None and
+    ``metadata["arch_candidates"]``.
     """
-    if arch is not None and (not isinstance(arch, str) or arch not in FCN_KEYS):
-        raise ConversionError(f"arch must be one of {', '.join(FCN_KEYS)}, got {arch!r}")
+    known = (*FCN_KEYS, *RESNET_MODELS)
+    if arch is not None and (not isinstance(arch, str) or arch not in known):
+        raise ConversionError(f"arch must be one of {', '.join(known)}, got {arch!r}")
     layout = detect_layout(state)
+    if layout in RESNET_MODELS:
+        return resnet_conversion(state, layout, arch)
     if layout in ("torchvision", "vgg16"):
         if arch is not None:
             raise ConversionError(f"arch {arch!r} does not fit: these are VGG16 weights "
@@ -178,6 +200,23 @@ def convert_state(state, arch=None) -> Conversion:
         arch = arch or layout
     return Conversion(arch, f"reference {layout.upper()[:3]}-{layout[3:]}", arrays,
                       metadata, ())
+
+
+def resnet_conversion(state, layout: str, arch=None) -> Conversion:
+    """Check a torchvision FCN-ResNet50 / DeepLabV3-ResNet50 state dict (``layout``, from
+    :func:`detect_layout`) and return it as a :class:`Conversion`, options in its metadata."""
+    words = LAYOUT_WORDS[layout]
+    if arch is not None and arch != layout:
+        raise ConversionError(f"arch {arch!r} does not fit these weights: they are {words}'s "
+                              f"({layout})")
+    arrays = {k: np.asarray(v) for k, v in state.items()}
+    metadata = resnet_metadata(arrays)
+    problems = resnet_problems(arrays, layout, metadata)
+    if problems:
+        raise ConversionError(f"not a {words} state dict: " + "; ".join(problems))
+    notes = ("with the auxiliary head (aux_classifier)" if metadata["aux"]
+             else "without an auxiliary head",)
+    return Conversion(layout, words, arrays, metadata, notes)
 
 
 def fitting_archs(state) -> tuple:

@@ -72,7 +72,7 @@ def predict(model, image, preprocess: str = "reference") -> np.ndarray:
 
 def model_from_weights(path, arch=None, n_class=None, width=None, device: str = "cpu",
                        dtype=None, with_metadata: bool = False):
-    """Build the FCN a weight file was saved from and load the weights into it.
+    """Build the model a weight file was saved from and load the weights into it.
 
     Parameters
     ----------
@@ -80,7 +80,8 @@ def model_from_weights(path, arch=None, n_class=None, width=None, device: str = 
         A file written by :func:`minifcn.io.save_weights` (or ``minifcn convert``).
     arch, n_class, width : optional
         Override the file's metadata, or supply it where the file has none (a plain .npz):
-        ``arch`` one of ``minifcn.models.ARCHITECTURES``.
+        ``arch`` one of ``minifcn.models.MODELS`` (a ResNet model's auxiliary head is built
+        where the file records ``aux``, else where it holds ``aux_classifier.*`` arrays).
     device : str
         ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     dtype : float32 or float64, optional
@@ -100,7 +101,7 @@ def model_from_weights(path, arch=None, n_class=None, width=None, device: str = 
         of a converted file whose keys fit several (``arch_candidates``: FCN-8s and FCN-8s
         at-once), an unknown architecture, or weights that do not fit it.
     """
-    from .models import ARCHITECTURES
+    from .models import MODELS, RESNET_MODELS, build_model
 
     path = os.fspath(path)
     arrays, metadata = read_weights(path)
@@ -114,12 +115,15 @@ def model_from_weights(path, arch=None, n_class=None, width=None, device: str = 
                            + ", ".join(f"{k}=..." for k in missing)
                            + " (command line: " + " ".join(f"--{k.replace('_', '-')}"
                                                             for k in missing) + ")")
-    if spec["arch"] not in ARCHITECTURES:
+    if spec["arch"] not in MODELS:
         raise WeightsError(f"{path!r} holds weights for architecture {spec['arch']!r}, which "
-                           f"minifcn does not build (known: {', '.join(ARCHITECTURES)})")
+                           f"minifcn does not build (known: {', '.join(MODELS)})")
+    # The auxiliary head of the ResNet models: recorded, else there where its keys are.
+    aux = metadata.get("aux", any(k.startswith("aux_classifier.") for k in arrays)) \
+        if spec["arch"] in RESNET_MODELS else None
     try:
-        model = ARCHITECTURES[spec["arch"]](n_class=spec["n_class"], width=spec["width"],
-                                            dtype=_dtype(dtype, metadata), init="zeros")
+        model = build_model(spec["arch"], spec["n_class"], spec["width"],
+                            _dtype(dtype, metadata), init="zeros", aux=aux)
     except (TypeError, ValueError) as err:
         raise WeightsError(f"{path!r}: cannot build {spec['arch']} with n_class="
                            f"{spec['n_class']!r}, width={spec['width']!r}: {err}") from None

@@ -55,6 +55,7 @@ from .npz_members import MemberError, NpzMembers, PickledMember
 
 FORMAT_VERSION = 2        # 1: no checksums (still read); 2: "arrays" table and "crc32"
 METADATA_KEY = "__minifcn__"
+BATCH_COUNTER = "num_batches_tracked"     # BatchNorm's int64 buffer, the one integer array
 _TABLE, _OWN_CRC = "arrays", "crc32"      # metadata keys the writer computes
 
 # What a damaged archive raises inside zipfile and NumPy's header reader is varied: bad
@@ -185,11 +186,29 @@ def read_weights(path) -> WeightsFile:
 
 def require_float_arrays(path, arrays: dict, what: str = "weights") -> None:
     """A :class:`WeightsError` naming ``path`` unless every array is a real float array
-    (what weight files and checkpoints' parameters hold; int, bool and complex are not)."""
-    not_float = [f"{k} ({a.dtype})" for k, a in arrays.items() if a.dtype.kind != "f"]
+    (what weight files and checkpoints' parameters hold; int, bool and complex are not),
+    BatchNorm's ``num_batches_tracked`` counters excepted: those must be int64 scalars, as
+    PyTorch saves them (:func:`is_batch_counter`), and nothing else."""
+    counters = [k for k in arrays if k.rsplit(".", 1)[-1] == BATCH_COUNTER]
+    bad_counters = [f"{k} ({arrays[k].dtype} {arrays[k].shape})" for k in counters
+                    if not is_batch_counter(k, arrays[k])]
+    if bad_counters:
+        raise WeightsError(f"{path!r}: {what}: BatchNorm's {BATCH_COUNTER} must be an int64 "
+                           "scalar, but " + ", ".join(bad_counters[:5])
+                           + _more(bad_counters, 5) + " are not")
+    not_float = [f"{k} ({a.dtype})" for k, a in arrays.items()
+                 if a.dtype.kind != "f" and not is_batch_counter(k, a)]
     if not_float:
         raise WeightsError(f"{path!r}: {what} must be float arrays, but "
                            + ", ".join(not_float[:5]) + _more(not_float, 5) + " are not")
+
+
+def is_batch_counter(name, array) -> bool:
+    """Whether ``name``/``array`` is BatchNorm's batch counter: named ``...num_batches_tracked``
+    and an int64 0-d array (PyTorch's ``torch.long`` scalar): the one integer array a weight
+    file may hold."""
+    return (name.rsplit(".", 1)[-1] == BATCH_COUNTER and array.dtype == np.int64
+            and array.shape == ())
 
 
 def torch_file_advice(path) -> str:
@@ -341,9 +360,9 @@ def _describe(record) -> str:
 
 def describe(model) -> dict:
     """The metadata stored for ``model``: ``arch`` (``model.arch``, else the class name),
-    and ``n_class`` / ``width`` where the model has them."""
+    and ``n_class`` / ``width`` / ``aux`` where the model has them."""
     metadata = {"arch": getattr(model, "arch", None) or type(model).__name__}
-    for key in ("n_class", "width"):
+    for key in ("n_class", "width", "aux"):
         if getattr(model, key, None) is not None:
             metadata[key] = _plain(getattr(model, key))
     return metadata
@@ -387,7 +406,9 @@ def load_weights(path, model, strict: bool = True):
 # --- small helpers ------------------------------------------------------------------------
 
 def _dtype_name(arrays: dict) -> str:
-    return ",".join(sorted({str(a.dtype) for a in arrays.values()})) or "none"
+    """The arrays' dtypes, BatchNorm's int64 counters aside: the dtype of the weights."""
+    return ",".join(sorted({str(a.dtype) for k, a in arrays.items()
+                            if not is_batch_counter(k, a)})) or "none"
 
 
 def _plain(value):

@@ -120,3 +120,22 @@ class Segmenter(nn.Module):
 
 def _resize(h, size):
     return F.interpolate(h, size=size, mode="bilinear", align_corners=False)
+
+
+def randomize_(torch, net, seed=0):
+    """Random weights, BatchNorm affine parameters and running statistics (so that eval mode
+    is not the identity), num_batches_tracked 7; in place, returns net."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in net.state_dict().items():
+            if name.endswith("num_batches_tracked"):
+                t.fill_(7)
+                continue
+            noise = torch.randn(t.shape, generator=generator, dtype=t.dtype)
+            if name.endswith("running_var"):
+                t.copy_(noise.abs() + 0.5)
+            elif t.ndim == 1:                  # BatchNorm weight/bias, running mean, biases
+                t.copy_(noise * 0.5 + (1.0 if name.endswith("weight") else 0.0))
+            else:                              # convolutions, scaled by their fan-in
+                t.copy_(noise / max(1, t[0].numel()) ** 0.5)
+    return net

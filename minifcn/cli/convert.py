@@ -1,22 +1,23 @@
-"""``minifcn convert SRC.pth DST.npz [--arch A]``: PyTorch FCN or VGG16 weights to minifcn's
-.npz."""
+"""``minifcn convert SRC.pth DST.npz [--arch A]``: PyTorch FCN, VGG16 or torchvision
+FCN-ResNet50 / DeepLabV3-ResNet50 weights to minifcn's .npz."""
 from __future__ import annotations
 
 from .common import UserError, require_file
 
 
 def add(commands):
-    from ..models import ARCHITECTURES
+    from ..models import MODELS
 
     p = commands.add_parser(
         "convert", help="convert PyTorch weights (.pth) to minifcn's .npz",
         description="Convert a PyTorch state dict of the reference FCN models (pytorch-fcn: "
                     "conv1_1.weight, ..., score_fr, upscore*) or of torchvision's VGG16 "
-                    "(features.N, classifier.0/3 reshaped into fc6/fc7) into minifcn's .npz "
-                    "weight file. Needs torch; the file is read with weights_only=True.")
+                    "(features.N, classifier.0/3 reshaped into fc6/fc7) or of torchvision's "
+                    "fcn_resnet50 / deeplabv3_resnet50 (backbone.*, classifier.*, "
+                    "aux_classifier.*) into minifcn's .npz weight file. Needs torch; the file is read with weights_only=True.")
     p.add_argument("src", metavar="SRC.pth", help="a file written by torch.save")
     p.add_argument("dst", metavar="DST.npz", help="the weight file to write (replaced atomically)")
-    p.add_argument("--arch", choices=tuple(ARCHITECTURES),
+    p.add_argument("--arch", choices=tuple(MODELS),
                    help="the FCN architecture to record (its keys must fit). Needed where "
                         "the keys fit several: pytorch-fcn's FCN8s and FCN8sAtOnce have the "
                         "same keys; without --arch such a file records none, and loading it "

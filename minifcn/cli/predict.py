@@ -7,7 +7,7 @@ from .common import (UserError, add_device_argument, check_device, check_out_fol
 
 def _add_model_options(p):
     """Options shared by predict and evaluate: the weights and where/how to run them."""
-    from ..models import ARCHITECTURES
+    from ..models import MODELS
 
     p.add_argument("--weights", required=True, metavar="W.npz",
                    help="a weight file written by minifcn (train, convert, save_weights)")
@@ -15,7 +15,7 @@ def _add_model_options(p):
     p.add_argument("--preprocess", choices=("reference", "imagenet"),
                    help="the normalisation the model was trained with (default: the one "
                         "the weight file records, else reference)")
-    p.add_argument("--arch", choices=tuple(ARCHITECTURES),
+    p.add_argument("--arch", choices=tuple(MODELS),
                    help="for a weight file that records no architecture: one without "
                         "minifcn metadata, or converted FCN-8s weights (which fit fcn8s "
                         "and fcn8s-atonce alike)")

@@ -30,6 +30,7 @@ class _SegmentationResNet50(Module):
                  init="kaiming"):
         rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         self.n_class = _checks.positive_int("n_class", n_class)
+        self.aux = bool(aux)
         self.backbone = ResNet50Backbone(width, (False, True, True), dtype, rng, init)
         self.width = self.backbone.width
         self.classifier = self._head(self.backbone.channels, dtype, rng, init)
@@ -68,7 +69,7 @@ class _SegmentationResNet50(Module):
         return self.backbone.backward(dout, dlayer3)
 
     def extra_repr(self):
-        return (f"n_class={self.n_class}, aux={self.aux_classifier is not None}, "
+        return (f"n_class={self.n_class}, aux={self.aux}, "
                 f"width={self.width}")
 
 
@@ -90,3 +91,7 @@ class DeepLabV3ResNet50(_SegmentationResNet50):
     def _head(self, channels, dtype, rng, init):
         inner = max(1, int(round(256 * self.backbone.width)))
         return DeepLabHead(channels, self.n_class, inner, dtype, rng, init)
+
+
+#: The registry of this family (``minifcn.models.RESNET_MODELS``), by torchvision's names.
+RESNET_MODELS = {"fcn_resnet50": FCNResNet50, "deeplabv3_resnet50": DeepLabV3ResNet50}
