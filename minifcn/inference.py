@@ -17,7 +17,9 @@ import os
 
 import numpy as np
 
-from .backend import asnumpy, device_of, to_device
+from .backend import asnumpy, device_of, get_array_module, to_device
+from .class_summary import (class_confidences, class_index, class_mask,  # noqa: F401 (API)
+                            class_shares, label_map)
 from .data.shapes import CLASS_NAMES as SHAPES_CLASSES
 from .data.transforms import normalize
 from .data.voc import VOC_CLASSES, VOC_PALETTE, read_image
@@ -31,8 +33,9 @@ def predict(model, image, preprocess: str = "reference") -> np.ndarray:
     Parameters
     ----------
     model : Module
-        An FCN taking ``(N, 3, H, W)`` and returning scores ``(N, K, H, W)``. It runs in
-        eval mode for the call (dropout off); each submodule's mode is restored after.
+        A segmentation model taking ``(N, 3, H, W)`` and returning scores ``(N, K, H, W)``.
+        It runs in eval mode for the call (dropout off, BatchNorm on its running
+        statistics); each submodule's mode is restored after.
     image : ndarray (H, W, 3) uint8 RGB, or str / os.PathLike
         A path is read with :func:`~minifcn.data.read_image` (any mode, EXIF applied).
     preprocess : {"reference", "imagenet"}
@@ -48,6 +51,29 @@ def predict(model, image, preprocess: str = "reference") -> np.ndarray:
     The input is cast to the model's dtype and moved to its device (that of its first
     parameter); :math:`\hat y_{h,w} = \arg\max_k s_{k,h,w}`.
     """
+    scores = _scores(model, image, preprocess)                         # (K, H, W)
+    return asnumpy(scores.argmax(axis=0)).astype(np.uint8)              # (H, W)
+
+
+def predict_with_confidence(model, image, preprocess: str = "reference"):
+    r""":func:`predict`, and each pixel's confidence in its class: ``(label, confidence)``,
+    both ``(H, W)`` on the host, the confidence in the model's dtype.
+
+    Notes
+    -----
+    The confidence is the softmax probability of the winning class,
+    :math:`p_{h,w} = e^{s_{\hat y}} / \sum_k e^{s_k} = 1 / \sum_k e^{s_k - \max_j s_j}`
+    (the largest score subtracted, so no exponential overflows).
+    """
+    scores = _scores(model, image, preprocess)                         # (K, H, W)
+    xp = get_array_module(scores)
+    top = scores.max(axis=0)                                            # (H, W)
+    confidence = 1 / xp.exp(scores - top[None]).sum(axis=0)             # (H, W)
+    return asnumpy(scores.argmax(axis=0)).astype(np.uint8), asnumpy(confidence)
+
+
+def _scores(model, image, preprocess):
+    """The model's scores ``(K, H, W)`` for one image, on the model's device (eval mode)."""
     _check_model(model)
     if isinstance(image, (str, os.PathLike)):
         image = read_image(image)
@@ -67,7 +93,7 @@ def predict(model, image, preprocess: str = "reference") -> np.ndarray:
             module.training = training
             vars(module).pop("_cache", None)    # no backward follows: free the activations
     _check_scores(scores, image.shape[:2])
-    return asnumpy(scores[0].argmax(axis=0)).astype(np.uint8)          # (H, W)
+    return scores[0]
 
 
 def model_from_weights(path, arch=None, n_class=None, width=None, device: str = "cpu",
@@ -152,7 +178,7 @@ def colorize(label, palette=VOC_PALETTE) -> np.ndarray:
     ``palette`` is ``(P, 3)`` uint8, row ``c`` the RGB of class ``c`` (default the 256 VOC
     colours, so the ignore label 255 is coloured too).
     """
-    label, palette = _label("label", label), _palette(palette)
+    label, palette = label_map("label", label), _palette(palette)
     if label.size and int(label.max()) >= len(palette):
         raise ValueError(f"label holds class {int(label.max())} but palette has only "
                          f"{len(palette)} colours")
@@ -178,23 +204,6 @@ def overlay(image, label, palette=VOC_PALETTE, alpha: float = 0.5) -> np.ndarray
         raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
     mixed = (1.0 - alpha) * image + alpha * colours.astype(np.float64)   # (H, W, 3)
     return np.clip(np.round(mixed), 0, 255).astype(np.uint8)
-
-
-def class_shares(label, class_names) -> list:
-    """The classes present in ``label`` with their share of its pixels, largest first.
-
-    Returns ``[(name, fraction), ...]`` (fractions sum to 1; ties in class order), e.g.
-    ``[("background", 0.679), ("dog", 0.321)]``.
-    """
-    label, names = _label("label", label), list(class_names)
-    if label.size == 0:
-        return []
-    if int(label.max()) >= len(names):
-        raise ValueError(f"label holds class {int(label.max())} but class_names has only "
-                         f"{len(names)} names")
-    counts = np.bincount(label.ravel(), minlength=len(names))         # (K,)
-    order = sorted(np.flatnonzero(counts), key=lambda k: (-counts[k], k))
-    return [(names[k], float(counts[k] / label.size)) for k in order]
 
 
 def evaluate(model, dataset, preprocess: str = "reference", n_class=None,
@@ -274,14 +283,7 @@ def _rgb_uint8(name, image) -> np.ndarray:
     return image
 
 
-def _label(name, label) -> np.ndarray:
-    label = asnumpy(label)
-    if label.ndim != 2 or label.dtype.kind not in "iu":
-        raise ValueError(f"{name} must be an (H, W) integer label map, got {label.dtype} "
-                         f"array of shape {label.shape}")
-    if label.size and int(label.min()) < 0:
-        raise ValueError(f"{name} must hold class indices >= 0, got {int(label.min())}")
-    return label
+_label = label_map          # plot.py's name for it
 
 
 def _palette(palette) -> np.ndarray:

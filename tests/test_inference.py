@@ -264,7 +264,8 @@ def test_cli_predict_writes_labels_and_overlay(weights, tmp_path):
             assert np.all(picture[h:] == VOC_PALETTE[c], axis=-1).sum() >= 15 * 15, SHAPES[c]
         assert f"{path} -> {out / stem}_labels.png, {out / stem}_overlay.png" in stdout
     shares = [line for line in stdout.splitlines() if line.startswith("  ")]
-    assert shares and all(line.split()[0] in SHAPES and line.endswith("%") for line in shares)
+    assert shares and all(line.split("(")[0].strip() in SHAPES
+                          and line.endswith("% of the pixels") for line in shares)
 
 
 def test_cli_evaluate_prints_the_metrics_table(weights, shapes_root):

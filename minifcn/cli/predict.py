@@ -51,10 +51,15 @@ def add_predict(commands):
         description="For each IMAGE (any size and mode; EXIF orientation applied) write "
                     "OUT/<stem>_labels.png (a palette PNG of class indices, VOC colours) and "
                     "OUT/<stem>_overlay.png (the colours blended over the image), and print "
-                    "the classes found with their share of the pixels.")
+                    "the classes found, each as name(index): its confidence (the mean "
+                    "softmax probability over its pixels, in percent) and its share of the "
+                    "pixels.")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     _add_model_options(p)
     p.add_argument("--out", default=".", metavar="DIR", help="output folder (default: .)")
+    p.add_argument("--mask", metavar="CLASS",
+                   help="also write OUT/<stem>_mask_<CLASS>.png: 255 where the class was "
+                        "predicted, 0 elsewhere (CLASS: a class name, e.g. dog, or index)")
     p.set_defaults(run=run_predict)
 
 
@@ -72,6 +77,7 @@ def run_predict(args) -> int:
         require_file(path, "image", "predict")
     check_out_folder(args.out, "predict")
     model, names = _load_model(args, "predict")
+    mask = _mask_class(args.mask, names)
     try:
         os.makedirs(args.out, exist_ok=True)
     except OSError as err:
@@ -80,36 +86,58 @@ def run_predict(args) -> int:
     for path, stem in zip(args.images, stems):
         try:
             written = _predict_one(model, path, os.path.join(args.out, stem), args.preprocess,
-                                   names)
+                                   names, mask)
         except DatasetError as err:
             raise UserError(f"predict: {err}") from None
         except OSError as err:
             raise UserError(f"predict: cannot write into {args.out}: "
                             f"{err.strerror or err}") from None
-        print(f"{path} -> {', '.join(written[:2])}")
-        for name, share in written[2]:
-            print(f"  {name} {100 * share:.1f}%")
+        files, found = written
+        print(f"{path} -> {', '.join(files)}")
+        for index, name, share, confidence in found:
+            print(f"  {name}({index}): {100 * confidence:.2f}, {100 * share:.1f}% of the pixels")
     return 0
 
 
-def _predict_one(model, path, prefix, preprocess, names):
-    """Predict one image file; write its label PNG and overlay; return (files, shares)."""
+def _mask_class(cls, names):
+    """``--mask``'s class index (None without it); an unknown class is a UserError."""
+    from ..inference import class_index
+
+    if cls is None:
+        return None
+    try:
+        return class_index(cls, names)
+    except ValueError as err:
+        raise UserError(f"predict: --mask: {err}") from None
+
+
+def _predict_one(model, path, prefix, preprocess, names, mask=None):
+    """Predict one image file; write its label PNG, overlay and (with ``mask``, a class
+    index) that class's mask; return (files, class confidences)."""
     from PIL import Image
 
     from ..data import VOC_PALETTE, read_image
     from ..atomic import atomic_write_all
-    from ..inference import class_shares, predict
+    from ..inference import class_confidences, class_mask, predict_with_confidence
     from ..plot import overlay_with_legend
 
     image = read_image(path)
-    label = predict(model, image, preprocess)                     # (H, W) uint8
+    label, confidence = predict_with_confidence(model, image, preprocess)   # (H, W) each
     label_png = Image.frombytes("P", label.shape[::-1], label.tobytes())
     label_png.putpalette(VOC_PALETTE.ravel().tolist())
     blended = overlay_with_legend(image, label, palette=VOC_PALETTE, class_names=names)
-    files = (prefix + "_labels.png", prefix + "_overlay.png")
+    pictures = [(prefix + "_labels.png", label_png), (prefix + "_overlay.png", blended)]
+    if mask is not None:
+        pictures.append((f"{prefix}_mask_{_file_part(names[mask])}.png",
+                         Image.fromarray(class_mask(label, mask, names))))
     atomic_write_all([(file, lambda f, picture=picture: picture.save(f, format="PNG"))
-                      for file, picture in zip(files, (label_png, blended))])
-    return files + (class_shares(label, names),)
+                      for file, picture in pictures])
+    return tuple(file for file, _ in pictures), class_confidences(label, confidence, names)
+
+
+def _file_part(name: str) -> str:
+    """A class name as part of a file name: anything but letters, digits, - and _ as _."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
 def add_evaluate(commands):
