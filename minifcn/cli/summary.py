@@ -1,4 +1,5 @@
-"""``minifcn summary --arch ARCH --size HxW``: an FCN's layers, shapes, FLOPs and offsets."""
+"""``minifcn summary --arch ARCH --size HxW``: an FCN's or a U-Net's layers, shapes, FLOPs
+and offsets."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,7 @@ from .common import UserError, height_width
 
 
 def add(commands):
-    from ..models import ARCHITECTURES
+    from ..summary.skeleton import SUMMARY_ARCHS as ARCHITECTURES
 
     p = commands.add_parser(
         "summary", help="print an FCN's layers: shapes, parameters, FLOPs, workspace, offsets",
@@ -24,7 +25,7 @@ def add(commands):
                    metavar="HxW", help="image size, HxW or N for NxN, e.g. 500x500 (--input "
                                        "is an alias)")
     p.add_argument("--width", type=float, default=1.0, help="channel width in (0, 1] "
-                   "(default 1: the paper's network)")
+                   "(default 1: the paper's network; unet: its base of 64 channels scaled)")
     p.add_argument("--n-class", type=int, default=21, metavar="K", help="default 21")
     p.add_argument("--batch", type=int, default=1, metavar="N", help="default 1")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
@@ -51,7 +52,7 @@ def run(args) -> int:
 def _arch(args) -> str:
     """The architecture, from --arch or the positional ARCH (the same one where both are
     given); a UserError where neither is or they differ."""
-    from ..models import ARCHITECTURES
+    from ..summary.skeleton import SUMMARY_ARCHS as ARCHITECTURES
 
     given = {name for name in (args.arch, args.positional_arch) if name is not None}
     if not given:

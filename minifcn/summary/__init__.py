@@ -1,4 +1,5 @@
-"""``minifcn summary``: an FCN's shape trace, layer by layer, computed without running it.
+"""``minifcn summary``: an FCN's or a U-Net's shape trace, layer by layer, computed without
+running it.
 
 Output shapes, parameters (learnable and frozen), forward FLOPs, im2col workspace,
 receptive fields and coordinate maps, with the crop offsets they imply -- how a student
@@ -12,9 +13,9 @@ sees why conv1_1 pads by 100 and FCN-8s crops at 5, 9 and 31::
 ``trace.py`` holds the arithmetic and the walk of each variant, ``table.py`` the printing,
 ``skeleton.py`` the weightless models that make full-width summaries instant.
 """
-from .skeleton import skeleton, summarize_arch
+from .skeleton import SUMMARY_ARCHS, skeleton, summarize_arch
 from .table import format_summary
 from .trace import LayerRow, Totals, summarize, totals
 
 __all__ = ["LayerRow", "Totals", "summarize", "totals", "format_summary", "skeleton",
-           "summarize_arch"]
+           "summarize_arch", "SUMMARY_ARCHS"]

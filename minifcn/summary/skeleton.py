@@ -6,17 +6,27 @@ import numpy as np
 from .trace import LayerRow, summarize
 
 
+#: What ``minifcn summary`` walks: the VGG16 FCNs and the paper's U-Net.
+SUMMARY_ARCHS = ("fcn32s", "fcn16s", "fcn8s", "fcn8s-atonce", "unet")
+
+
 def skeleton(arch: str, n_class=21, width=1.0, learn_upsampling=False, dtype=np.float32):
-    """``minifcn.models.ARCHITECTURES[arch]`` built with ``init="zeros"``, for summaries.
+    """``minifcn.models.ARCHITECTURES[arch]``, or the paper's U-Net (depth 4, ``base`` 64
+    scaled by ``width``; ``learn_upsampling`` does not apply), built with ``init="zeros"``,
+    for summaries.
 
     Large zero arrays are mapped by the OS without being touched, so even FCN-8s at width 1
     (134M weights) is built in milliseconds and costs no memory until written; the
     structure is the model's own, so a summary of it cannot drift from the model.
     """
-    from ..models import ARCHITECTURES
+    from ..models import ARCHITECTURES, UNet
+    from ..models.vgg import check_width, scaled
 
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {arch!r}")
+    if arch not in SUMMARY_ARCHS:
+        raise ValueError(f"arch must be one of {', '.join(SUMMARY_ARCHS)}, got {arch!r}")
+    if arch == "unet":
+        return UNet(n_class, base=scaled(64, check_width(width)), depth=4, dtype=dtype,
+                    init="zeros")
     return ARCHITECTURES[arch](n_class=n_class, width=width, learn_upsampling=learn_upsampling,
                                dtype=dtype, init="zeros")
 

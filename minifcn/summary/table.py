@@ -46,11 +46,13 @@ def _footer(rows) -> list:
         f"       {_units(t.flops, 1000, _FLOP)} forward; largest im2col workspace "
         f"{_units(t.workspace, 1024, _BYTES)} ({t.workspace_layer})",
         f"crop offsets derived from coordinate maps: {crops}",
-        f"  {first.name}'s padding ({first.detail}) shifts every map against the image: input "
+        (f"  {first.name}'s padding ({first.detail}) shifts" if " p" in first.detail
+         else "  unpadded (valid) convolutions shift") + " every map against the image: input "
         "pixel x lands on",
         "  pixel scale*x + offset, and a crop at the difference of two offsets aligns maps of "
         "one scale.",
-        "FLOPs: multiply-add = 2; relu, sum, scale 1 and max pool KH*KW-1 per output element.",
+        "FLOPs: multiply-add = 2; relu, sum, scale 1 and max pool KH*KW-1 per output element; "
+        "crops and concatenations 0.",
     ]
 
 

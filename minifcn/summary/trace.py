@@ -1,29 +1,33 @@
-r"""The rows of a summary: each step of an FCN computed by arithmetic alone.
+r"""The rows of a summary: each step of an FCN or a U-Net computed by arithmetic alone.
 
-:func:`summarize` walks a model in data-flow order -- the VGG16 trunk, the head (fc6, fc7,
-score_fr), the skip branches with their crops and sums, the upscores and the final crop --
-and computes for every step, without running it:
+:func:`summarize` walks a model in data-flow order -- for an FCN the VGG16 trunk, the head
+(fc6, fc7, score_fr), the skip branches with their crops and sums, the upscores and the
+final crop; for a U-Net the contracting path, then each level's upsampling, skip crop,
+concatenation and convolutions -- and computes for every step, without running it:
 
 * the output shape ``(N, C, H, W)``, from the layers' size formulas (``conv_output_size``,
   ``max_pool2d_output_size`` in ceil mode, ``conv_transpose_output_size``);
 * the parameters, learnable and frozen (the bilinear ``upscore`` weights, by default);
 * the forward FLOPs, a multiply-add counting 2 as in :func:`minifcn.bench.conv_flops`:
-  ``2 N F OH OW C KH KW`` for a convolution, and for a transposed convolution the count of
+  ``2 N F OH OW (C/G) KH KW`` for a convolution of G groups (each output reads its
+  group's C/G channels), and for a transposed convolution the count of
   the convolution it is the adjoint of. ReLU, a sum and a scale count 1 per output element,
   a max pooling ``KH*KW - 1`` comparisons per output element; biases, dropout (the identity
-  at inference) and crops (copies) count 0;
+  at inference), crops and concatenations (copies) count 0;
 * the im2col workspace in bytes: the ``(C*KH*KW, N*OH*OW)`` columns a convolution builds
   (0 for a 1x1 stride-1 unpadded one, whose columns are a view of x), and for a transposed
   convolution the ``(C_out*KH*KW, N*H*W)`` columns its col2im folds;
 * the receptive field: its size ``r`` and jump ``j`` (input pixels between neighbouring
   outputs), by ``r' = r + (K - 1) j``, ``j' = j S`` with K the kernel's extent -- padding
   does not enter. A transposed convolution reaches ``ceil(K/S)`` inputs per output, so
-  ``r' = r + (ceil(K/S) - 1) j``, ``j' = j / S``; a sum sees the larger of its summands';
+  ``r' = r + (ceil(K/S) - 1) j``, ``j' = j / S``; a sum or a concatenation sees the larger
+  of its inputs';
 * the coordinate map ``p = scale * x + offset`` of :mod:`minifcn.models.coord`, and at each
   crop the offset it implies (checked against the model's own crop).
 
-Receptive fields and coordinate maps are given along the height axis (FCN's layers are
-square). The walk of each variant below is the model's ``forward`` with shapes for arrays.
+Receptive fields and coordinate maps are given along the height axis (the layers are
+square). U-Net's crop offsets (88, 40, 16, 4 at depth 4) are derived here from the
+coordinate maps too, and checked against the model's. The walk of each variant below is the model's ``forward`` with shapes for arrays.
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ import numpy as np
 
 from ..bench import conv_flops
 from ..models.coord import IDENTITY, CoordMap, crop_offset, layer_map
+from ..models.unet_sizes import output_size
 from ..nn import Conv2d, ConvTranspose2d, Dropout, MaxPool2d, ReLU
 from .. import _validate as _checks
 from ..ops.arguments import conv_output_size, conv_transpose_output_size, is_pointwise
@@ -44,7 +49,8 @@ from ..ops.arguments import max_pool2d_output_size
 class LayerRow(NamedTuple):
     """One step of the network as :func:`summarize` computes it."""
     name: str           # the model's attribute (conv1_1, upscore2, crop_pool4) or a tensor's
-    kind: str           # input, conv, relu, pool, dropout, scale, conv_transpose, crop, sum
+    kind: str           # input, conv, relu, pool, dropout, scale, conv_transpose, crop, sum,
+                        # concat
     detail: str         # the geometry in short: "3x3 p100", "2x2 s2 ceil", "+5" (a crop)
     inputs: tuple       # names of the rows it reads
     shape: tuple        # its output (N, C, H, W)
@@ -68,12 +74,13 @@ class Totals(NamedTuple):
 
 
 def summarize(model, input_hw, batch=1, dtype=None) -> list[LayerRow]:
-    """Rows for every step of ``model`` on a ``(batch, 3, H, W)`` input, without running it.
+    """Rows for every step of ``model`` on a ``(batch, C, H, W)`` input (C: the model's
+    ``in_channels``, 3 for the FCNs), without running it.
 
     Parameters
     ----------
-    model : FCN32s, FCN16s, FCN8s or FCN8sAtOnce (any width; see :func:`skeleton` for a
-        width-1 model built without its 540 MB of weights)
+    model : FCN32s, FCN16s, FCN8s, FCN8sAtOnce (any width; see :func:`skeleton` for a
+        width-1 model built without its 540 MB of weights) or UNet
     input_hw : int or (H, W)
     batch : int, N
     dtype : the dtype the workspace is counted in (default: the model's)
@@ -84,8 +91,10 @@ def summarize(model, input_hw, batch=1, dtype=None) -> list[LayerRow]:
     if walk is None:
         raise TypeError(f"model must be one of {', '.join(_WALKS)} (minifcn.models), got "
                         f"{type(model).__name__}")
-    trace = _Trace(model, np.dtype(model.dtype if dtype is None else dtype).itemsize)
-    walk(model, trace, trace.input((batch, 3, h, w)))
+    if dtype is None:       # the FCNs record theirs; otherwise that of the first parameter
+        dtype = getattr(model, "dtype", None) or model.parameters()[0].data.dtype
+    trace = _Trace(model, np.dtype(dtype).itemsize)
+    walk(model, trace, trace.input((batch, getattr(model, "in_channels", 3), h, w)))
     return trace.rows
 
 
@@ -134,15 +143,32 @@ def _walk_fcn8s(m, t, image):
     t.crop(m.crop_output, upscore8, like=image)
 
 
+def _walk_unet(m, t, image):
+    for side, size in zip(("height", "width"), image.shape[2:]):
+        output_size(size, m.depth, side)          # an odd map to pool: the model's error
+    skips, h = [], image
+    for level in range(m.depth):                                  # contracting
+        h = t.path(m.encoder[level], h)
+        skips.append(h)
+        h = t.layer(m.pool[level], h)
+    h = t.path(m.encoder[m.depth], h)                             # the bottom
+    for level in reversed(range(m.depth)):                        # expanding
+        up = t.layer(m.up[level], h)
+        skip = t.crop(m.crop[level], skips[level], like=up)
+        h = t.path(m.decoder[level], t.concat(f"concat.{level}", skip, up))
+    t.layer(m.head, h)
+
+
 _WALKS = {"fcn32s": _walk_fcn32s, "fcn16s": _walk_fcn16s, "fcn8s": _walk_fcn8s,
-          "fcn8s-atonce": _walk_fcn8s}   # at-once: the same graph with scales 0.01, 0.0001
+          "fcn8s-atonce": _walk_fcn8s,   # at-once: the same graph with scales 0.01, 0.0001
+          "unet": _walk_unet}
 
 
 class _Trace:
     """Appends a row per step; each method takes and returns rows, as forward does arrays."""
 
     def __init__(self, model, itemsize):
-        self.names = {id(module): name for name, module in model.named_children()}
+        self.names = {id(module): name for name, module in model.named_modules()}
         self.itemsize = itemsize
         self.rows = []
 
@@ -189,6 +215,15 @@ class _Trace:
         return self._emit(name, "crop", f"+{offset}", (x.name, like.name),
                           (N, C, h, w), x.rf, x.jump, coord, offset=(offset, offset))
 
+    def concat(self, name, a, b):
+        """Channel concatenation ``[a, b]``: both maps must cover the same pixels."""
+        if a.shape[::2] != b.shape[::2] or a.shape[3] != b.shape[3] or a.coord != b.coord:
+            raise ValueError(f"{name}: cannot concatenate {a.name} {a.shape} at {a.coord} "
+                             f"and {b.name} {b.shape} at {b.coord}")
+        N, C, H, W = a.shape
+        return self._emit(name, "concat", "", (a.name, b.name), (N, C + b.shape[1], H, W),
+                          max(a.rf, b.rf), a.jump, a.coord)
+
     def add(self, name, a, b):
         if a.shape != b.shape or a.coord != b.coord:
             raise ValueError(f"{name}: cannot add {a.name} {a.shape} at {a.coord} and "
@@ -232,18 +267,22 @@ def _step(module, name, x, itemsize) -> _Step:
 
 def _conv(conv, name, x, itemsize) -> _Step:
     N, C, H, W = x.shape
-    F, CW, KH, KW = conv.weight.shape
+    F, CW, KH, KW = conv.weight.shape                 # CW = C / G: one group's channels
     stride, padding, dilation = (conv.options[k] for k in ("stride", "padding", "dilation"))
-    if CW != C:
-        raise ValueError(f"{name} expects {CW} input channels, {x.name} has {C}")
+    groups = conv.options.get("groups", 1)
+    if CW * groups != C:
+        raise ValueError(f"{name} expects {CW * groups} input channels, {x.name} has {C}")
     OH, OW = (conv_output_size(size, k, s, p, d) for size, k, s, p, d
               in zip((H, W), (KH, KW), stride, padding, dilation))
     if min(OH, OW) < 1:
         raise ValueError(f"{name}: its {KH}x{KW} kernel does not fit {x.name} ({H}x{W})")
     pointwise = is_pointwise((KH, KW), stride, padding)
     col = 0 if pointwise else C * KH * KW * N * OH * OW * itemsize          # im2col(x)
-    return _Step("conv", _geometry((KH, KW), stride, padding, dilation), (N, F, OH, OW),
-                 conv_flops(x.shape, conv.weight.shape, (OH, OW)), col,
+    detail = _geometry((KH, KW), stride, padding, dilation) + (f" g{groups}" if groups > 1
+                                                                 else "")
+    # Each output reads one group's C/G channels: the FLOPs of a C/G-channel input.
+    return _Step("conv", detail, (N, F, OH, OW),
+                 conv_flops((N, CW, H, W), conv.weight.shape, (OH, OW)), col,
                  x.rf + dilation[0] * (KH - 1) * x.jump, x.jump * stride[0])
 
 
