@@ -63,6 +63,8 @@ FCN_KEYS = {
     + _keys("upscore2", "upscore_pool4", "upscore8", bias=False),
 }
 FCN_KEYS["fcn8s-atonce"] = FCN_KEYS["fcn8s"]        # the same layers; only forward differs
+#: The architectures whose PyTorch weights :func:`convert_state` reads.
+CONVERTIBLE = (*FCN_KEYS, *RESNET_MODELS)
 _FCN_MARKERS = (("upscore8.weight", "fcn8s"), ("upscore16.weight", "fcn16s"),
                 ("upscore.weight", "fcn32s"))
 _DROPPED_NOTE = "dropped classifier.6 (ImageNet's 1000-class layer; FCN learns score_fr)"
@@ -172,7 +174,7 @@ def convert_state(state, arch=None) -> Conversion:
     several architectures (FCN-8s and FCN-8s at-once) give ``Conversion.arch`` None and
     ``metadata["arch_candidates"]``.
     """
-    known = (*FCN_KEYS, *RESNET_MODELS)
+    known = CONVERTIBLE
     if arch is not None and (not isinstance(arch, str) or arch not in known):
         raise ConversionError(f"arch must be one of {', '.join(known)}, got {arch!r}")
     layout = detect_layout(state)

@@ -49,7 +49,9 @@ def predict(model, image, preprocess: str = "reference") -> np.ndarray:
     Notes
     -----
     The input is cast to the model's dtype and moved to its device (that of its first
-    parameter); :math:`\hat y_{h,w} = \arg\max_k s_{k,h,w}`.
+    parameter); :math:`\hat y_{h,w} = \arg\max_k s_{k,h,w}`. A model whose output is
+    smaller than its input (U-Net) says by its ``tile_padding(H, W)`` how far to mirror the
+    image's border outwards, and its scores are cropped to the image.
     """
     scores = _scores(model, image, preprocess)                         # (K, H, W)
     return asnumpy(scores.argmax(axis=0)).astype(np.uint8)              # (H, W)
@@ -83,6 +85,9 @@ def _scores(model, image, preprocess):
                          f"{image.shape}")
     device, dtype = _placement(model)
     x = normalize(image, preprocess)[None].astype(dtype, copy=False)   # (1, 3, H, W)
+    tiles = getattr(model, "tile_padding", None)     # U-Net: mirror the border outwards
+    if tiles is not None:
+        x = np.pad(x, ((0, 0), (0, 0), *tiles(*image.shape[:2])), mode="reflect")
     x = to_device(x, device)
     modes = [(module, module.training) for _, module in model.named_modules()]
     try:
@@ -92,6 +97,8 @@ def _scores(model, image, preprocess):
         for module, training in modes:
             module.training = training
             vars(module).pop("_cache", None)    # no backward follows: free the activations
+    if tiles is not None:                            # its output starts over pixel 0
+        scores = scores[:, :, :image.shape[0], :image.shape[1]]
     _check_scores(scores, image.shape[:2])
     return scores[0]
 
@@ -127,7 +134,7 @@ def model_from_weights(path, arch=None, n_class=None, width=None, device: str = 
         of a converted file whose keys fit several (``arch_candidates``: FCN-8s and FCN-8s
         at-once), an unknown architecture, or weights that do not fit it.
     """
-    from .models import MODELS, RESNET_MODELS, build_model
+    from .models import MODELS, build_model
 
     path = os.fspath(path)
     arrays, metadata = read_weights(path)
@@ -135,7 +142,8 @@ def model_from_weights(path, arch=None, n_class=None, width=None, device: str = 
     spec = {k: v if v is not None else metadata.get(k) for k, v in given.items()}
     if spec["arch"] is None and metadata.get("arch_candidates"):
         raise WeightsError(_ambiguous(path, metadata["arch_candidates"]))
-    missing = [k for k, v in spec.items() if v is None]
+    needed = ("arch", "n_class") if spec["arch"] == "unet" else tuple(spec)
+    missing = [k for k in needed if spec[k] is None]
     if missing:
         raise WeightsError(f"{path!r} does not record its {', '.join(missing)}; pass "
                            + ", ".join(f"{k}=..." for k in missing)
@@ -144,20 +152,21 @@ def model_from_weights(path, arch=None, n_class=None, width=None, device: str = 
     if spec["arch"] not in MODELS:
         raise WeightsError(f"{path!r} holds weights for architecture {spec['arch']!r}, which "
                            f"minifcn does not build (known: {', '.join(MODELS)})")
-    # The auxiliary head of the ResNet models: recorded, else there where its keys are.
-    aux = metadata.get("aux", any(k.startswith("aux_classifier.") for k in arrays)) \
-        if spec["arch"] in RESNET_MODELS else None
+    options = {}
     try:
-        model = build_model(spec["arch"], spec["n_class"], spec["width"],
-                            _dtype(dtype, metadata), init="zeros", aux=aux)
+        options = _model_options(spec, metadata, arrays)
+        model = build_model(spec["arch"], spec["n_class"], _dtype(dtype, metadata),
+                            init="zeros", **options)
     except (TypeError, ValueError) as err:
+        words = "".join(f", {k}={v!r}" for k, v in options.items())
         raise WeightsError(f"{path!r}: cannot build {spec['arch']} with n_class="
-                           f"{spec['n_class']!r}, width={spec['width']!r}: {err}") from None
+                           f"{spec['n_class']!r}{words}: {err}") from None
     try:
         model.load_state_dict(arrays, strict=True)
     except ValueError as err:
-        raise WeightsError(f"{path!r} does not fit {spec['arch']} (n_class={spec['n_class']}, "
-                           f"width={spec['width']}): {err}") from None
+        raise WeightsError(f"{path!r} does not fit {spec['arch']} (n_class={spec['n_class']}"
+                           + "".join(f", {k}={v}" for k, v in options.items())
+                           + f"): {err}") from None
     model.to(device).eval()
     return (model, metadata) if with_metadata else model
 
@@ -248,6 +257,20 @@ def _placement(model):
     if not params:
         return "cpu", np.dtype(np.float32)
     return device_of(params[0].data), params[0].data.dtype
+
+
+def _model_options(spec, metadata, arrays) -> dict:
+    """The options of ``spec["arch"]``'s family: width; and the ResNet models' auxiliary
+    head (recorded, else there where its keys are); U-Net's from its arrays."""
+    from .models import RESNET_MODELS, UNet
+
+    if spec["arch"] == "unet":
+        return UNet.options_from_state(arrays)
+    options = {"width": spec["width"]}
+    if spec["arch"] in RESNET_MODELS:
+        options["aux"] = metadata.get("aux", any(k.startswith("aux_classifier.")
+                                                 for k in arrays))
+    return options
 
 
 def _ambiguous(path, candidates) -> str:

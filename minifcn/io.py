@@ -360,9 +360,10 @@ def _describe(record) -> str:
 
 def describe(model) -> dict:
     """The metadata stored for ``model``: ``arch`` (``model.arch``, else the class name),
-    and ``n_class`` / ``width`` / ``aux`` where the model has them."""
+    and ``n_class``, ``width``, ``aux``, ``in_channels``, ``base``, ``depth`` where the
+    model has them."""
     metadata = {"arch": getattr(model, "arch", None) or type(model).__name__}
-    for key in ("n_class", "width", "aux"):
+    for key in ("n_class", "width", "aux", "in_channels", "base", "depth"):
         if getattr(model, key, None) is not None:
             metadata[key] = _plain(getattr(model, key))
     return metadata

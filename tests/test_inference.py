@@ -163,8 +163,12 @@ def test_model_from_weights_refuses_another_architecture(tmp_path):
     write_weights(path, other.state_dict(), arch="fcn8s", n_class=4, width=1 / 32)
     with pytest.raises(WeightsError, match="does not fit fcn8s"):
         model_from_weights(path)
+    write_weights(path, other.state_dict(), arch="segnet", n_class=4, width=1 / 32)
+    with pytest.raises(WeightsError, match="architecture 'segnet'.*known: fcn32s.*unet"):
+        model_from_weights(path)
     write_weights(path, other.state_dict(), arch="unet", n_class=4, width=1 / 32)
-    with pytest.raises(WeightsError, match="architecture 'unet'.*known: fcn32s"):
+    with pytest.raises(WeightsError, match="cannot build unet with n_class=4: no 4-D "
+                                           "encoder.0.0.weight"):
         model_from_weights(path)
 
 

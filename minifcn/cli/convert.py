@@ -6,7 +6,7 @@ from .common import UserError, require_file
 
 
 def add(commands):
-    from ..models import MODELS
+    from ..convert import CONVERTIBLE
 
     p = commands.add_parser(
         "convert", help="convert PyTorch weights (.pth) to minifcn's .npz",
@@ -17,7 +17,7 @@ def add(commands):
                     "aux_classifier.*) into minifcn's .npz weight file. Needs torch; the file is read with weights_only=True.")
     p.add_argument("src", metavar="SRC.pth", help="a file written by torch.save")
     p.add_argument("dst", metavar="DST.npz", help="the weight file to write (replaced atomically)")
-    p.add_argument("--arch", choices=tuple(MODELS),
+    p.add_argument("--arch", choices=CONVERTIBLE,
                    help="the FCN architecture to record (its keys must fit). Needed where "
                         "the keys fit several: pytorch-fcn's FCN8s and FCN8sAtOnce have the "
                         "same keys; without --arch such a file records none, and loading it "

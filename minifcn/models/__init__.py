@@ -9,10 +9,12 @@ Two registries, because the two families are built from different options:
 - :data:`RESNET_MODELS`, torchvision's ResNet-50 segmenters: ``(n_class, aux, width,
   ...)``, with BatchNorm buffers in their state dicts.
 
-:data:`MODELS` is both, for what only loads weights into a model (``convert``,
-``model_from_weights``, ``predict``): :func:`build_model` builds any of them from a weight
-file's metadata. (:class:`UNet`, whose output is smaller than its input, is in neither yet.)
+:data:`MODELS` is both and ``"unet"`` (:class:`UNet`: ``(n_class, in_channels, base,
+depth)``), for what only loads weights into a model (``model_from_weights``, ``predict``,
+``evaluate``): :func:`build_model` builds any of them with its family's options.
 """
+import numpy as np
+
 from .coord import CoordMap, conv_map, conv_transpose_map, crop_offset, layer_map, path_map
 from .fcn import FCN8s, FCN8sAtOnce, FCN16s, FCN32s
 from .pretrained import fcn8s_from_vgg16, fcn16s_from_vgg16, fcn32s_from_vgg16, from_vgg16
@@ -22,18 +24,14 @@ from .vgg import VGG16Trunk
 
 ARCHITECTURES = {"fcn32s": FCN32s, "fcn16s": FCN16s, "fcn8s": FCN8s,
                  "fcn8s-atonce": FCN8sAtOnce}
-MODELS = {**ARCHITECTURES, **RESNET_MODELS}
+MODELS = {**ARCHITECTURES, **RESNET_MODELS, "unet": UNet}
 
 
-def build_model(arch, n_class, width, dtype, init="zeros", aux=None):
-    """The model ``MODELS[arch]`` with the options a weight file records; ``aux`` (whether
-    the auxiliary head is there) is read for the ResNet models only, where it must be given."""
-    if arch in RESNET_MODELS:
-        if aux is None:
-            raise ValueError(f"{arch} needs aux (whether it has the auxiliary head)")
-        return RESNET_MODELS[arch](n_class=n_class, aux=bool(aux), width=width, dtype=dtype,
-                                   init=init)
-    return MODELS[arch](n_class=n_class, width=width, dtype=dtype, init=init)
+def build_model(arch, n_class, dtype=np.float32, init="zeros", **options):
+    """``MODELS[arch]`` built with its family's options: ``width`` (the VGG16 FCNs),
+    ``width`` and ``aux`` (the ResNet models), ``in_channels``, ``base`` and ``depth``
+    (U-Net)."""
+    return MODELS[arch](n_class=n_class, dtype=dtype, init=init, **options)
 
 
 __all__ = ["FCN32s", "FCN16s", "FCN8s", "FCN8sAtOnce", "VGG16Trunk", "FCNResNet50",

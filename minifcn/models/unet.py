@@ -24,7 +24,7 @@ import numpy as np
 from .. import _validate as _checks
 from ..nn import Concat, Conv2d, ConvTranspose2d, Crop, MaxPool2d, Module, ModuleList, ReLU
 from ..nn import Sequential
-from .unet_sizes import output_size, skip_offset
+from .unet_sizes import output_size, skip_offset, tile_padding
 
 
 def _double_conv(in_channels, out_channels, options):
@@ -100,6 +100,24 @@ class UNet(Module):
         for level in reversed(range(self.depth)):         # the contracting path, bottom up
             dh = self.encoder[level].backward(self.pool[level].backward(dh) + dskips[level])
         return dh
+
+    def tile_padding(self, height, width):
+        """``((top, bottom), (left, right))``: how far to mirror an image's border so that
+        the output, cropped to ``height x width``, scores each of its pixels (the paper's
+        overlap-tile); see :func:`~minifcn.models.unet_sizes.tile_padding`."""
+        return tile_padding(height, self.depth), tile_padding(width, self.depth)
+
+    @staticmethod
+    def options_from_state(state) -> dict:
+        """``in_channels``, ``base`` and ``depth`` as a state dict's arrays tell them (the
+        first convolution's weight and the number of ``up.I`` layers); ValueError where it
+        has no ``encoder.0.0.weight``."""
+        first = state.get("encoder.0.0.weight")
+        if first is None or np.ndim(first) != 4:
+            raise ValueError("no 4-D encoder.0.0.weight, the first convolution of a U-Net")
+        depth = sum(1 for k in state if k.startswith("up.") and k.endswith(".weight"))
+        return {"in_channels": int(np.shape(first)[1]), "base": int(np.shape(first)[0]),
+                "depth": depth}
 
     def extra_repr(self):
         return (f"n_class={self.n_class}, in_channels={self.in_channels}, base={self.base}, "

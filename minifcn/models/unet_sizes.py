@@ -14,6 +14,11 @@ pixels in from each side). A pool needs an even map, or it drops its last row: s
 valid exactly when ``S + 4`` is a multiple of :math:`2^d`, and large enough that every map
 keeps a pixel (b >= 3 at depth 1, b >= 4 deeper: then :math:`o_i = 2^{d-i}(b - 4) + 4`).
 
+To segment an image of any size (the paper's overlap-tile strategy), its border is
+mirrored outwards by the ``6 * 2**d - 4`` pixels the network eats on each side (92 at depth
+4), and by a little more after the last row and column up to the next valid size; the
+output, cropped to the image, then has one score per pixel (:func:`tile_padding`).
+
 The skip of level ``i`` (the contracting path's map :math:`a_i - 4`) is cropped around its
 centre to the upsampled map :math:`2 o_{i+1}`, at offset :math:`c_i = a_{i+1} - o_{i+1}`,
 which does not depend on S: :math:`c_{d-1} = 4`, :math:`c_i = 2 c_{i+1} + 8` (4, 16, 40,
@@ -70,6 +75,18 @@ def nearest_valid_sizes(size: int, depth: int) -> tuple:
     if above <= size:
         above = input_size(bottom + 1, depth)
     return tuple(below[:1]) + (above,)
+
+
+def tile_padding(size: int, depth: int) -> tuple:
+    """``(before, after)``: the pixels to mirror in before and after a side of ``size`` so
+    that the padded side is valid and its output covers the ``size`` pixels, output pixel
+    ``i`` over input pixel ``i`` (the output may run on past them)."""
+    depth = _checks.positive_int("depth", depth)
+    size = _checks.positive_int("size", size)
+    before = 6 * 2 ** depth - 4                        # half of what the network eats
+    needed = size + 2 * before                         # output >= size
+    bottom = max(min_bottom(depth), -(-(needed + 4) // 2 ** depth) - 8)
+    return before, input_size(bottom, depth) - size - before
 
 
 def _invalid(name, size, depth, what) -> str:
