@@ -17,7 +17,8 @@ from PIL import Image
 from minifcn import cli, optim
 from minifcn.backend import asnumpy, cupy_available, to_device
 from minifcn.demo import run_demo
-from minifcn.models import FCN8s
+from minifcn.inference import predict_with_confidence
+from minifcn.models import DeepLabV3ResNet50, FCN8s, FCNResNet50, UNet
 from minifcn.ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 
 
@@ -102,3 +103,32 @@ def test_bench_ops_on_cuda(gpu, capsys):
     assert status == 0, printed
     for layer in layers:
         assert layer in printed, (layer, printed)
+
+
+NEW_MODELS = {"fcn_resnet50": (FCNResNet50, {"width": 1 / 16}, (40, 44)),
+              "deeplabv3_resnet50": (DeepLabV3ResNet50, {"width": 1 / 16}, (40, 44)),
+              "unet": (UNet, {"base": 4, "depth": 2}, (44, 48))}
+
+
+@pytest.mark.parametrize("arch", NEW_MODELS)
+def test_resnets_and_unet_on_cuda_compute_what_they_compute_on_the_cpu(gpu, arch):
+    """BatchNorm (its buffers moved too), concatenation, pooling to 1x1 and U-Net's mirrored
+    border on the device: predict's labels and confidences, and a training step's gradients
+    (auxiliary head included), equal to the CPU's in float64."""
+    cls, options, hw = NEW_MODELS[arch]
+    image = np.random.default_rng(0).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    x = np.random.default_rng(1).standard_normal((2, 3, *hw))
+    results = {}
+    for device in ("cpu", "cuda"):
+        model = cls(n_class=4, dtype=np.float64, rng=0, **options).to(device)
+        label, confidence = predict_with_confidence(model, image, "imagenet")
+        y = model.train()(to_device(x, device))
+        dy = to_device(np.ones(y.shape), device)
+        if arch == "unet":
+            model.backward(dy)
+        else:
+            model.backward(dy, to_device(np.ones(model.aux_output.shape), device))
+        results[device] = [label, confidence] + [asnumpy(p.grad) for p in model.parameters()]
+    assert np.array_equal(results["cpu"][0], results["cuda"][0])
+    for a, b in zip(results["cpu"][1:], results["cuda"][1:]):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
