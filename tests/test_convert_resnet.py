@@ -157,3 +157,13 @@ def test_checkpoints_hold_batch_norm_buffers(tmp_path):
     save_checkpoint(tmp_path / "c.npz", model, SGD(model.parameters(), lr=0.1), 3)
     with pytest.raises(CheckpointError, match="num_batches_tracked"):
         load_checkpoint(tmp_path / "c.npz", fresh)
+
+
+@pytest.mark.parametrize("arch, count", [("fcn_resnet50", 35_322_218),
+                                         ("deeplabv3_resnet50", 42_004_074)])
+def test_width_1_has_torchvisions_parameter_count(arch, count):
+    """torchvision's weights record these counts (their meta "num_params"), aux included."""
+    from minifcn.models import RESNET_MODELS
+
+    model = RESNET_MODELS[arch](n_class=21, aux=True, init="zeros")
+    assert sum(p.data.size for p in model.parameters()) == count
