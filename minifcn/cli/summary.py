@@ -1,5 +1,5 @@
-"""``minifcn summary --arch ARCH --size HxW``: an FCN's or a U-Net's layers, shapes, FLOPs
-and offsets."""
+"""``minifcn summary --arch ARCH --size HxW``: a network's layers, shapes, FLOPs and
+offsets."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,9 +11,10 @@ def add(commands):
     from ..summary.skeleton import SUMMARY_ARCHS as ARCHITECTURES
 
     p = commands.add_parser(
-        "summary", help="print an FCN's layers: shapes, parameters, FLOPs, workspace, offsets",
+        "summary", help="print a network's layers: shapes, parameters, FLOPs, workspace, "
+                        "offsets",
         description="Print, layer by layer, the output shape, parameters, forward FLOPs, "
-                    "im2col workspace, receptive field and coordinate map of an FCN on an "
+                    "im2col workspace, receptive field and coordinate map of a network on an "
                     "input size, with the crop offsets the coordinate maps give and the "
                     "totals. Computed from the layers' size formulas, without running the "
                     "network or allocating its weights.")

@@ -6,8 +6,8 @@ Every layer maps coordinates affinely. A convolution or pooling with kernel exte
 
 .. math:: p = \frac{x + P - (K-1)/2}{S}  \qquad (\text{scale } 1/S,\ \text{offset } (P-(K-1)/2)/S),
 
-and a transposed convolution does the reverse: ``p = Sx + (K-1)/2 - P``. ReLU, dropout and
-scaling leave coordinates alone. A path of layers composes these maps into one
+and a transposed convolution does the reverse: ``p = Sx + (K-1)/2 - P``. ReLU, dropout,
+scaling and BatchNorm (per pixel) leave coordinates alone. A path of layers composes these maps into one
 ``p = a x + b`` (as Caffe's ``coord_map`` does for the reference FCN nets).
 
 Two feature maps with the same scale ``a`` are then aligned by a shift: pixel ``j`` of the
@@ -50,7 +50,7 @@ def conv_transpose_map(kernel: int, stride: int = 1, padding: int = 0,
 
 def layer_map(module) -> CoordMap:
     """The coordinate map of one ``minifcn.nn`` layer (along the height axis)."""
-    from ..nn import Conv2d, ConvTranspose2d, Dropout, MaxPool2d, ReLU
+    from ..nn import BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, MaxPool2d, ReLU
 
     if isinstance(module, ConvTranspose2d):
         o = module.options
@@ -62,7 +62,7 @@ def layer_map(module) -> CoordMap:
                         o["dilation"][0])
     if isinstance(module, MaxPool2d):
         return conv_map(module.kernel_size[0], module.stride[0], module.padding[0])
-    if isinstance(module, (ReLU, Dropout)):
+    if isinstance(module, (ReLU, Dropout, BatchNorm2d)):
         return IDENTITY
     raise TypeError(f"no coordinate map is defined for {type(module).__name__}")
 

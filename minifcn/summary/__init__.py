@@ -1,5 +1,5 @@
-"""``minifcn summary``: an FCN's or a U-Net's shape trace, layer by layer, computed without
-running it.
+"""``minifcn summary``: a network's shape trace (the VGG16 FCNs, U-Net, torchvision's
+segmentation ResNets), layer by layer, computed without running it.
 
 Output shapes, parameters (learnable and frozen), forward FLOPs, im2col workspace,
 receptive fields and coordinate maps, with the crop offsets they imply -- how a student
@@ -10,7 +10,8 @@ sees why conv1_1 pads by 100 and FCN-8s crops at 5, 9 and 31::
     rows = summarize_arch("fcn8s", (500, 500))              # width 1, without its weights
     print(format_summary(rows))
 
-``trace.py`` holds the arithmetic and the walk of each variant, ``table.py`` the printing,
+``trace.py`` holds the arithmetic and the walk of each variant (``resnet_walk.py`` the
+ResNets'), ``table.py`` the printing,
 ``skeleton.py`` the weightless models that make full-width summaries instant.
 """
 from .skeleton import SUMMARY_ARCHS, skeleton, summarize_arch

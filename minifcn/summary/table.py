@@ -27,7 +27,8 @@ def format_summary(rows, title: str | None = None) -> str:
 
 def _cells(row, previous) -> tuple:
     follows = previous is not None and row.inputs == (previous.name,)
-    source = "" if follows else (" to " if row.kind == "crop" else " + ").join(row.inputs)
+    inputs = row.inputs if len(row.inputs) <= 2 else (row.inputs[0], f"{len(row.inputs) - 1} more")
+    source = "" if follows else (" to " if row.kind == "crop" else " + ").join(inputs)
     params = f"{row.params:,}" if row.params else f"{row.frozen:,}*" if row.frozen else ""
     return (row.name, f"{_KINDS.get(row.kind, row.kind)} {row.detail}".strip(), source,
             "x".join(str(n) for n in row.shape), params, _units(row.flops, 1000, _COUNT),
@@ -45,14 +46,20 @@ def _footer(rows) -> list:
         f"{t.frozen:,} frozen (*: requires_grad=False)",
         f"       {_units(t.flops, 1000, _FLOP)} forward; largest im2col workspace "
         f"{_units(t.workspace, 1024, _BYTES)} ({t.workspace_layer})",
+    ] + ([
         f"crop offsets derived from coordinate maps: {crops}",
         (f"  {first.name}'s padding ({first.detail}) shifts" if " p" in first.detail
          else "  unpadded (valid) convolutions shift") + " every map against the image: input "
         "pixel x lands on",
         "  pixel scale*x + offset, and a crop at the difference of two offsets aligns maps of "
         "one scale.",
+    ] if crops else [
+        "coordinates: input pixel x lands on pixel scale*x + offset of each map.",
+    ]) + [
         "FLOPs: multiply-add = 2; relu, sum, scale 1 and max pool KH*KW-1 per output element; "
-        "crops and concatenations 0.",
+        "crops and concatenations 0" + ("; bn 2, bilinear resize 7 per output element, "
+                                        "average pool 1 per input element."
+                                        if any(r.kind == "bn" for r in rows) else "."),
     ]
 
 

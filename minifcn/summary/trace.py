@@ -1,9 +1,10 @@
-r"""The rows of a summary: each step of an FCN or a U-Net computed by arithmetic alone.
+r"""The rows of a summary: each step of a network computed by arithmetic alone.
 
 :func:`summarize` walks a model in data-flow order -- for an FCN the VGG16 trunk, the head
 (fc6, fc7, score_fr), the skip branches with their crops and sums, the upscores and the
 final crop; for a U-Net the contracting path, then each level's upsampling, skip crop,
-concatenation and convolutions -- and computes for every step, without running it:
+concatenation and convolutions; for torchvision's segmentation ResNets the walk in
+``resnet_walk.py`` (U-Net's is ``unet_walk.py``) -- and computes for every step, without running it:
 
 * the output shape ``(N, C, H, W)``, from the layers' size formulas (``conv_output_size``,
   ``max_pool2d_output_size`` in ceil mode, ``conv_transpose_output_size``);
@@ -39,11 +40,12 @@ import numpy as np
 
 from ..bench import conv_flops
 from ..models.coord import IDENTITY, CoordMap, crop_offset, layer_map
-from ..models.unet_sizes import output_size
-from ..nn import Conv2d, ConvTranspose2d, Dropout, MaxPool2d, ReLU
+from ..nn import BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, MaxPool2d, ReLU
 from .. import _validate as _checks
 from ..ops.arguments import conv_output_size, conv_transpose_output_size, is_pointwise
 from ..ops.arguments import max_pool2d_output_size
+from .resnet_walk import walk_segmentation_resnet
+from .unet_walk import walk_unet
 
 
 class LayerRow(NamedTuple):
@@ -80,7 +82,8 @@ def summarize(model, input_hw, batch=1, dtype=None) -> list[LayerRow]:
     Parameters
     ----------
     model : FCN32s, FCN16s, FCN8s, FCN8sAtOnce (any width; see :func:`skeleton` for a
-        width-1 model built without its 540 MB of weights) or UNet
+        width-1 model built without its 540 MB of weights), UNet, FCNResNet50 or
+        DeepLabV3ResNet50
     input_hw : int or (H, W)
     batch : int, N
     dtype : the dtype the workspace is counted in (default: the model's)
@@ -143,25 +146,10 @@ def _walk_fcn8s(m, t, image):
     t.crop(m.crop_output, upscore8, like=image)
 
 
-def _walk_unet(m, t, image):
-    for side, size in zip(("height", "width"), image.shape[2:]):
-        output_size(size, m.depth, side)          # an odd map to pool: the model's error
-    skips, h = [], image
-    for level in range(m.depth):                                  # contracting
-        h = t.path(m.encoder[level], h)
-        skips.append(h)
-        h = t.layer(m.pool[level], h)
-    h = t.path(m.encoder[m.depth], h)                             # the bottom
-    for level in reversed(range(m.depth)):                        # expanding
-        up = t.layer(m.up[level], h)
-        skip = t.crop(m.crop[level], skips[level], like=up)
-        h = t.path(m.decoder[level], t.concat(f"concat.{level}", skip, up))
-    t.layer(m.head, h)
-
-
 _WALKS = {"fcn32s": _walk_fcn32s, "fcn16s": _walk_fcn16s, "fcn8s": _walk_fcn8s,
           "fcn8s-atonce": _walk_fcn8s,   # at-once: the same graph with scales 0.01, 0.0001
-          "unet": _walk_unet}
+          "unet": walk_unet, "fcn_resnet50": walk_segmentation_resnet,
+          "deeplabv3_resnet50": walk_segmentation_resnet}
 
 
 class _Trace:
@@ -215,14 +203,39 @@ class _Trace:
         return self._emit(name, "crop", f"+{offset}", (x.name, like.name),
                           (N, C, h, w), x.rf, x.jump, coord, offset=(offset, offset))
 
-    def concat(self, name, a, b):
-        """Channel concatenation ``[a, b]``: both maps must cover the same pixels."""
-        if a.shape[::2] != b.shape[::2] or a.shape[3] != b.shape[3] or a.coord != b.coord:
-            raise ValueError(f"{name}: cannot concatenate {a.name} {a.shape} at {a.coord} "
-                             f"and {b.name} {b.shape} at {b.coord}")
-        N, C, H, W = a.shape
-        return self._emit(name, "concat", "", (a.name, b.name), (N, C + b.shape[1], H, W),
-                          max(a.rf, b.rf), a.jump, a.coord)
+    def concat(self, name, *rows):
+        """Channel concatenation ``[a, b, ...]``: all maps must cover the same pixels."""
+        a = rows[0]
+        for b in rows[1:]:
+            if a.shape[::2] != b.shape[::2] or a.shape[3] != b.shape[3] or a.coord != b.coord:
+                raise ValueError(f"{name}: cannot concatenate {a.name} {a.shape} at {a.coord}"
+                                 f" and {b.name} {b.shape} at {b.coord}")
+        N, _, H, W = a.shape
+        return self._emit(name, "concat", "", [r.name for r in rows],
+                          (N, sum(r.shape[1] for r in rows), H, W), max(r.rf for r in rows),
+                          a.jump, a.coord)
+
+    def global_pool(self, module, x):
+        """Average pooling to 1x1: one pixel that sees the whole map (coordinate scale 0)."""
+        N, C, H, W = x.shape
+        return self._emit(self.names[id(module)], "pool", "avg 1x1", (x.name,), (N, C, 1, 1),
+                          x.rf + (H - 1) * x.jump, x.jump * H, CoordMap(Fraction(0),
+                                                                        Fraction(0)),
+                          flops=math.prod(x.shape))
+
+    def resize(self, name, x, like):
+        """Bilinear resizing (``align_corners=False``) to ``like``'s size. From 1x1 it is a
+        broadcast (like's coordinates, no FLOPs); otherwise output pixel p sits at input
+        coordinate ``(p + 1/2) / s - 1/2`` (s: out/in, along the height), reads 2x2
+        inputs and costs 7 FLOPs (4 products, 3 sums)."""
+        (N, C, H, W), (h, w) = x.shape, like.shape[2:]
+        if (H, W) == (1, 1):
+            return self._emit(name, "resize", "broadcast", (x.name,), (N, C, h, w), x.rf,
+                              x.jump, like.coord)
+        s = Fraction(h, H)
+        coord = x.coord.then(CoordMap(s, (s - 1) / 2))
+        return self._emit(name, "resize", f"bilinear x{float(s):g}", (x.name,), (N, C, h, w),
+                          x.rf + x.jump, x.jump / s, coord, flops=7 * N * C * h * w)
 
     def add(self, name, a, b):
         if a.shape != b.shape or a.coord != b.coord:
@@ -262,6 +275,8 @@ def _step(module, name, x, itemsize) -> _Step:
         return _Step("relu", "", x.shape, numel, 0, x.rf, x.jump)
     if isinstance(module, Dropout):
         return _Step("dropout", f"p={module.p:g}", x.shape, 0, 0, x.rf, x.jump)
+    if isinstance(module, BatchNorm2d):     # inference: one scale and one shift per element
+        return _Step("bn", "", x.shape, 2 * numel, 0, x.rf, x.jump)
     raise TypeError(f"summary has no shape rule for {name} ({type(module).__name__})")
 
 
