@@ -167,3 +167,15 @@ def test_width_1_has_torchvisions_parameter_count(arch, count):
 
     model = RESNET_MODELS[arch](n_class=21, aux=True, init="zeros")
     assert sum(p.data.size for p in model.parameters()) == count
+
+
+def test_evaluate_takes_a_resnet_weight_file(tmp_path, capsys):
+    from minifcn.data.shapes import write_voc
+    from minifcn.io import save_weights
+
+    write_voc(tmp_path / "voc", {"val": 2}, size=(40, 48), seed=3)
+    save_weights(tmp_path / "w.npz", FCNResNet50(n_class=4, width=1 / 32, rng=0))
+    assert cli.main(["evaluate", "--weights", str(tmp_path / "w.npz"), "--data-dir",
+                     str(tmp_path / "voc"), "--split", "val"]) == 0
+    out = capsys.readouterr().out
+    assert "(val, 2 images)" in out and "mean IoU" in out and "triangle" in out
