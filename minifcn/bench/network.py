@@ -1,11 +1,16 @@
-r"""A whole FCN beside the same network in PyTorch: forward, and a training step.
+r"""A whole network beside the same network in PyTorch: forward, and a training step.
 
 A training step is forward + softmax cross-entropy + backward (the compute of one SGD
-iteration, without the update), on ``batch`` random images with random labels (10% void).
+iteration, without the update), on ``batch`` random images with random labels (10% void);
+for torchvision's FCN-ResNet50 and DeepLabV3-ResNet50 the auxiliary head's loss is added
+with weight 0.5, as torchvision's recipe does, and their forward runs in eval mode
+(BatchNorm on its running statistics, as at inference) while the step runs in training mode
+(DeepLabV3's then needs a batch of 2 at least: its image-pooling BatchNorm sees one value per
+channel and image, and PyTorch refuses a single one).
 Each side runs in a child process of its own (``python -m minifcn.bench.network SIDE SPEC``)
 so that its peak resident memory (:func:`peak_rss`) is its own, and the minifcn side never
-imports torch. PyTorch's network is :mod:`minifcn.bench.torch_fcn`, with the same layers and
-parameter shapes.
+imports torch. PyTorch's network is :mod:`minifcn.bench.torch_fcn` (or
+:mod:`minifcn.bench.torch_segmentation`), with the same layers and parameter shapes.
 
 On the CPU calls are timed with the host clock; on CUDA with CUDA events (CuPy's through
 ``cupyx.profiler.benchmark``, torch's through ``torch.cuda.Event``), and the peak GPU memory
@@ -23,7 +28,8 @@ import numpy as np
 from .results import Row
 from .timing import Timing, time_call
 
-ARCHS = ("fcn8s", "fcn16s", "fcn32s")
+ARCHS = ("fcn8s", "fcn16s", "fcn32s", "fcn_resnet50", "deeplabv3_resnet50")
+AUX_WEIGHT = 0.5     # torchvision's weight of the auxiliary loss
 STEP_FLOPS = 3   # a training step: about 3x the forward's FLOPs (forward, dx, dweight)
 
 
@@ -89,26 +95,39 @@ def _inputs(spec: NetworkSpec):
 def _minifcn_side(spec: NetworkSpec, x, target):
     """(forward, step, timer, peak_gpu) for minifcn on ``spec.device``."""
     from ..backend import import_cupy, to_device
-    from ..models import ARCHITECTURES
+    from ..models import MODELS
     from ..ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 
     xp = np if spec.device == "cpu" else import_cupy()
-    model = ARCHITECTURES[spec.arch](n_class=spec.n_class, width=spec.width, rng=0,
-                                     dtype=spec.dtype).to(spec.device)
+    model = MODELS[spec.arch](n_class=spec.n_class, width=spec.width, rng=0,
+                              dtype=spec.dtype).to(spec.device)
     x, target = to_device(x, spec.device), to_device(target, spec.device)
-    one = xp.ones((), spec.dtype)
+    one, aux_weight = xp.ones((), spec.dtype), xp.asarray(AUX_WEIGHT, spec.dtype)
+
+    def loss_gradient(scores, weight):
+        _, cache = softmax_cross_entropy_forward(scores, target, ignore_index=255)
+        return softmax_cross_entropy_backward(weight, cache)[0]
+
+    resnet = hasattr(model, "aux_classifier")       # BatchNorm: the forward as inference
+
+    def forward():
+        return (model.eval() if resnet else model)(x)
 
     def step():                                      # in torch's order: zero_grad first
-        model.zero_grad()
-        _, cache = softmax_cross_entropy_forward(model(x), target, ignore_index=255)
-        model.backward(softmax_cross_entropy_backward(one, cache)[0])
+        model.train().zero_grad()
+        dy = loss_gradient(model(x), one)
+        aux = getattr(model, "aux_output", None)
+        if aux is None:
+            model.backward(dy)
+        else:
+            model.backward(dy, loss_gradient(aux, aux_weight))
 
     def timer(fn):
         return time_call(fn, repeat=spec.repeat, warmup=spec.warmup, xp=xp)
 
     def peak_gpu():
         return None if xp is np else int(xp.get_default_memory_pool().total_bytes())
-    return (lambda: model(x)), step, timer, peak_gpu
+    return forward, step, timer, peak_gpu
 
 
 def _torch_side(spec: NetworkSpec, x, target):
@@ -118,15 +137,28 @@ def _torch_side(spec: NetworkSpec, x, target):
 
     from .compare import import_torch
     from .torch_fcn import ARCHITECTURES
+    from .torch_segmentation import ARCHITECTURES as RESNETS, Segmenter
 
     import_torch(spec.device)                        # TF32 off on CUDA
-    net = ARCHITECTURES[spec.arch](n_class=spec.n_class, width=spec.width)
+    if spec.arch in RESNETS:
+        net = Segmenter(RESNETS[spec.arch], n_class=spec.n_class, width=spec.width)
+    else:
+        net = ARCHITECTURES[spec.arch](n_class=spec.n_class, width=spec.width)
     net.to(device=spec.device, dtype=getattr(torch, spec.dtype))
     tx, tt = torch.from_numpy(x).to(spec.device), torch.from_numpy(target).to(spec.device)
 
+    def forward():                                   # graph kept, as minifcn keeps its caches
+        return (net.eval() if spec.arch in RESNETS else net)(tx)
+
     def step():
-        net.zero_grad(set_to_none=True)
-        F.cross_entropy(net(tx), tt, ignore_index=255).backward()
+        net.train().zero_grad(set_to_none=True)
+        out = net(tx)
+        if isinstance(out, tuple):                   # (scores, auxiliary scores)
+            loss = F.cross_entropy(out[0], tt, ignore_index=255) \
+                + AUX_WEIGHT * F.cross_entropy(out[1], tt, ignore_index=255)
+        else:
+            loss = F.cross_entropy(out, tt, ignore_index=255)
+        loss.backward()
 
     def timer(fn):
         if spec.device == "cpu":
@@ -135,7 +167,7 @@ def _torch_side(spec: NetworkSpec, x, target):
 
     def peak_gpu():
         return None if spec.device == "cpu" else int(torch.cuda.max_memory_reserved())
-    return (lambda: net(tx)), step, timer, peak_gpu
+    return forward, step, timer, peak_gpu
 
 
 def _time_torch_cuda(torch, fn, repeat: int, warmup: int) -> Timing:

@@ -171,6 +171,10 @@ def _plan(args):
         raise UserError(f"bench: --arch chooses networks; it has no effect on '{args.group}'")
     if args.batch < 1:
         raise UserError(f"bench: --batch must be at least 1, got {args.batch}")
+    if "deeplabv3_resnet50" in (args.arch or ()) and args.batch < 2:
+        raise UserError("bench: deeplabv3_resnet50's training step needs --batch 2 or more (its "
+                        "image-pooling BatchNorm sees one value per channel at batch 1, which "
+                        "PyTorch refuses in training mode)")
     if args.batch != 1 and "fcn" not in groups:
         raise UserError(f"bench: --batch sizes the networks' steps; it has no effect on "
                         f"'{args.group}'")
