@@ -14,7 +14,8 @@ def add(commands):
                     "conv1_1.weight, ..., score_fr, upscore*) or of torchvision's VGG16 "
                     "(features.N, classifier.0/3 reshaped into fc6/fc7) or of torchvision's "
                     "fcn_resnet50 / deeplabv3_resnet50 (backbone.*, classifier.*, "
-                    "aux_classifier.*) into minifcn's .npz weight file. Needs torch; the file is read with weights_only=True.")
+                    "aux_classifier.*) into minifcn's .npz weight file. Needs torch; the "
+                    "file is read with weights_only=True.")
     p.add_argument("src", metavar="SRC.pth", help="a file written by torch.save")
     p.add_argument("dst", metavar="DST.npz", help="the weight file to write (replaced atomically)")
     p.add_argument("--arch", choices=CONVERTIBLE,

@@ -28,7 +28,8 @@ concatenation and convolutions; for torchvision's segmentation ResNets the walk 
 
 Receptive fields and coordinate maps are given along the height axis (the layers are
 square). U-Net's crop offsets (88, 40, 16, 4 at depth 4) are derived here from the
-coordinate maps too, and checked against the model's. The walk of each variant below is the model's ``forward`` with shapes for arrays.
+coordinate maps too, and checked against the model's. The walk of each variant is the
+model's ``forward`` with shapes for arrays.
 """
 from __future__ import annotations
 
