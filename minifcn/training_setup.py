@@ -102,7 +102,7 @@ class TrainingSetup(NamedTuple):
               device="cpu", batch_size=1, optimizer="adam", lr=1e-3, momentum=0.9,
               weight_decay=0.0, schedule="poly", warmup=0, iters=1000, dropout=0.5, crop=None,
               scale=(1.0, 1.0), flip=True, preprocess="reference", seed=0,
-              val_batch_size=8, class_weight=None):
+              val_batch_size=8, class_weight=None, betas=(0.9, 0.999)):
         """Build a run. ``train_set``/``val_set``: sequences of ``(image uint8 (H, W, 3),
         label (H, W))`` with ``n_class`` (and ``classes`` or ``class_names``) attributes.
 
@@ -111,7 +111,8 @@ class TrainingSetup(NamedTuple):
         the reference's 2x learning rate and no decay for biases). ``schedule``: ``"poly"``
         (power 0.9 over ``iters``), ``"step"`` (x0.1 at 2/3 of ``iters``) or ``"constant"``,
         after ``warmup`` iterations of linear ramp. ``class_weight``: the loss's weight per
-        class (e.g. against a background that covers most pixels), or None.
+        class (e.g. against a background that covers most pixels), or None. ``betas``: Adam's
+        moment decay rates.
         """
         from .models import ARCHITECTURES, from_vgg16
 
@@ -128,7 +129,7 @@ class TrainingSetup(NamedTuple):
             net = ARCHITECTURES[model](n_class=n_class, width=width, dropout=dropout,
                                        rng=np.random.default_rng([seed, 0]))
         net.to(device)
-        opt = _optimizer(net, optimizer, lr, momentum, weight_decay)
+        opt = _optimizer(net, optimizer, lr, momentum, weight_decay, betas)
         sched = LRScheduler(opt, schedule, warmup=warmup, **_schedule_options(schedule, iters))
         transform = AugmentThenNormalize(crop, scale, flip, preprocess)
         batches = BatchStream(train_set, batch_size, seed=np.random.default_rng([seed, 1]),
@@ -138,6 +139,7 @@ class TrainingSetup(NamedTuple):
                   "classes": list(names), "init": None if init is None else os.fspath(init),
                   "device": device, "batch_size": int(batch_size), "optimizer": optimizer,
                   "lr": float(lr), "momentum": float(momentum),
+                  "betas": [float(b) for b in betas],
                   "weight_decay": float(weight_decay), "schedule": schedule,
                   "warmup": int(warmup),
                   "iters": int(iters), "dropout": float(dropout),
@@ -187,9 +189,10 @@ class TrainingSetup(NamedTuple):
                       classes=list(self.class_names), preprocess=self.config["preprocess"])
 
 
-def _optimizer(model, name, lr, momentum, weight_decay):
+def _optimizer(model, name, lr, momentum, weight_decay, betas=(0.9, 0.999)):
     if name == "adam":
-        return Adam(fcn_param_groups(model, lr, weight_decay, bias_lr_mult=1.0), lr=lr)
+        return Adam(fcn_param_groups(model, lr, weight_decay, bias_lr_mult=1.0), lr=lr,
+                    betas=betas)
     if name == "sgd":
         return SGD(fcn_param_groups(model, lr, weight_decay), lr=lr, momentum=momentum)
     raise ValueError(f"optimizer must be 'adam' or 'sgd', got {name!r}")

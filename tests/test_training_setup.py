@@ -78,3 +78,22 @@ def test_run_reuses_the_last_validation_only_when_it_scored_the_kept_weights(
         assert result.metrics is not fresh and result.metrics.mean_iou == pytest.approx(0.8)
     else:
         assert result.metrics is fresh
+
+
+def test_adam_takes_its_betas_and_the_config_records_them():
+    data = ShapesDataset(4, size=24, seed=0)
+    setup = TrainingSetup.build(data, model="fcn32s", width=1 / 32, betas=(0.8, 0.99))
+    assert {(g["beta1"], g["beta2"]) for g in setup.optimizer.param_groups} == {(0.8, 0.99)}
+    assert setup.config["betas"] == [0.8, 0.99]
+    default = TrainingSetup.build(data, model="fcn32s", width=1 / 32)
+    assert {g["beta2"] for g in default.optimizer.param_groups} == {0.999}
+
+
+def test_a_shapes_set_with_other_settings_has_another_fingerprint():
+    """A resume compares data fingerprints built from the data set's repr."""
+    from minifcn.run_identity import data_fingerprint
+
+    base = dict(n=10, size=24, seed=0)
+    prints = {data_fingerprint(ShapesDataset(**base, **extra))["sha256"] for extra in (
+        {}, {"backgrounds": ("flat",)}, {"noise": (0.0, 4.0)}, {"scale": (0.1, 0.2)})}
+    assert len(prints) == 4

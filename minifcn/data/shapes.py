@@ -161,7 +161,9 @@ class ShapesDataset:
 
     def __repr__(self) -> str:
         return (f"ShapesDataset(n={self.n}, size={self.size}, n_shapes={self.n_shapes}, "
-                f"empty_fraction={self.empty_fraction}, seed={self.seed})")
+                f"empty_fraction={self.empty_fraction}, seed={self.seed}, scale={self.scale}, "
+                f"noise={self.noise}, min_contrast={self.min_contrast}, "
+                f"backgrounds={self.backgrounds})")
 
     def __getitem__(self, index) -> tuple[np.ndarray, np.ndarray]:
         """``(image uint8 (H, W, 3) RGB, label uint8 (H, W))`` of item ``index``."""
