@@ -1,6 +1,8 @@
-"""``minifcn bench fcn`` with torchvision's FCN-ResNet50 and DeepLabV3-ResNet50: each side's
-forward and training step (the auxiliary loss weighted 0.5) run, in process here; the FLOPs
-come from the summary; DeepLabV3's step at batch 1 is refused before anything runs."""
+"""``minifcn bench fcn`` with torchvision's FCN-ResNet50 and DeepLabV3-ResNet50 and with
+U-Net: each side's forward and training step (the auxiliary loss weighted 0.5; U-Net's
+against the labels' centre) run, in process here; the FLOPs come from the summary;
+DeepLabV3's step at batch 1 and U-Net at a size it cannot take are refused before anything
+runs."""
 import numpy as np
 import pytest
 
@@ -71,3 +73,24 @@ def test_the_forward_is_inference_even_at_batch_1(torch):
         assert tuple(_torch_side(spec, x, target)[0]()[0].shape) == (1, 5, 40, 44)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_unet_both_sides_on_the_labels_centre(torch):
+    spec = NetworkSpec(arch="unet", size=(188, 204), width=1 / 32, n_class=3, batch=1,
+                       repeat=1, warmup=0)
+    x, target = _inputs(spec)
+    assert target.shape == (1, 4, 20)                      # 188 - 184, 204 - 184
+    forward, step, _, _ = _minifcn_side(spec, x, target)
+    assert forward().shape == (1, 3, 4, 20)
+    step()
+    t_forward, t_step, _, _ = _torch_side(spec, x, target)
+    assert tuple(t_forward().shape) == (1, 3, 4, 20)
+    t_step()
+    assert network_flops(spec) == totals(summarize_arch("unet", (188, 204),
+                                                        width=1 / 32, n_class=3)).flops
+
+
+def test_unet_at_a_size_it_cannot_take_is_refused(capsys):
+    assert cli.main(["bench", "fcn", "--arch", "unet", "--size", "190x188"]) == 2
+    assert "bench: --size for unet: UNet(depth=4) cannot take height 190" in \
+        capsys.readouterr().err

@@ -10,7 +10,9 @@ channel and image, and PyTorch refuses a single one).
 Each side runs in a child process of its own (``python -m minifcn.bench.network SIDE SPEC``)
 so that its peak resident memory (:func:`peak_rss`) is its own, and the minifcn side never
 imports torch. PyTorch's network is :mod:`minifcn.bench.torch_fcn` (or
-:mod:`minifcn.bench.torch_segmentation`), with the same layers and parameter shapes.
+:mod:`minifcn.bench.torch_segmentation`, :mod:`minifcn.bench.torch_unet`), with the same
+layers and parameter shapes. U-Net is the paper's (depth 4, 64 channels times the width);
+its loss compares the output with the centre of the labels, as large as the output.
 
 On the CPU calls are timed with the host clock; on CUDA with CUDA events (CuPy's through
 ``cupyx.profiler.benchmark``, torch's through ``torch.cuda.Event``), and the peak GPU memory
@@ -28,7 +30,8 @@ import numpy as np
 from .results import Row
 from .timing import Timing, time_call
 
-ARCHS = ("fcn8s", "fcn16s", "fcn32s", "fcn_resnet50", "deeplabv3_resnet50")
+ARCHS = ("fcn8s", "fcn16s", "fcn32s", "fcn_resnet50", "deeplabv3_resnet50", "unet")
+UNET_DEPTH = 4       # the paper's U-Net, its base of 64 channels scaled by the width
 AUX_WEIGHT = 0.5     # torchvision's weight of the auxiliary loss
 STEP_FLOPS = 3   # a training step: about 3x the forward's FLOPs (forward, dx, dweight)
 
@@ -89,6 +92,11 @@ def _inputs(spec: NetworkSpec):
     x = rng.standard_normal((spec.batch, 3, h, w)).astype(spec.dtype)
     target = rng.integers(0, spec.n_class, (spec.batch, h, w))
     target[rng.random(target.shape) < 0.1] = 255    # VOC's border/ignore label
+    if spec.arch == "unet":                          # its output: the input's centre
+        from ..models.unet_sizes import output_size
+
+        top, left = ((s - output_size(s, UNET_DEPTH)) // 2 for s in (h, w))
+        target = target[:, top:h - top, left:w - left]
     return x, target
 
 
@@ -96,11 +104,14 @@ def _minifcn_side(spec: NetworkSpec, x, target):
     """(forward, step, timer, peak_gpu) for minifcn on ``spec.device``."""
     from ..backend import import_cupy, to_device
     from ..models import MODELS
+    from ..models.vgg import scaled
     from ..ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 
     xp = np if spec.device == "cpu" else import_cupy()
-    model = MODELS[spec.arch](n_class=spec.n_class, width=spec.width, rng=0,
-                              dtype=spec.dtype).to(spec.device)
+    size = ({"base": scaled(64, spec.width), "depth": UNET_DEPTH} if spec.arch == "unet"
+            else {"width": spec.width})
+    model = MODELS[spec.arch](n_class=spec.n_class, rng=0, dtype=spec.dtype,
+                              **size).to(spec.device)
     x, target = to_device(x, spec.device), to_device(target, spec.device)
     one, aux_weight = xp.ones((), spec.dtype), xp.asarray(AUX_WEIGHT, spec.dtype)
 
@@ -138,10 +149,13 @@ def _torch_side(spec: NetworkSpec, x, target):
     from .compare import import_torch
     from .torch_fcn import ARCHITECTURES
     from .torch_segmentation import ARCHITECTURES as RESNETS, Segmenter
+    from .torch_unet import UNet, scaled
 
     import_torch(spec.device)                        # TF32 off on CUDA
     if spec.arch in RESNETS:
         net = Segmenter(RESNETS[spec.arch], n_class=spec.n_class, width=spec.width)
+    elif spec.arch == "unet":
+        net = UNet(spec.n_class, 3, scaled(64, spec.width), UNET_DEPTH)
     else:
         net = ARCHITECTURES[spec.arch](n_class=spec.n_class, width=spec.width)
     net.to(device=spec.device, dtype=getattr(torch, spec.dtype))

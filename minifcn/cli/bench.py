@@ -171,10 +171,7 @@ def _plan(args):
         raise UserError(f"bench: --arch chooses networks; it has no effect on '{args.group}'")
     if args.batch < 1:
         raise UserError(f"bench: --batch must be at least 1, got {args.batch}")
-    if "deeplabv3_resnet50" in (args.arch or ()) and args.batch < 2:
-        raise UserError("bench: deeplabv3_resnet50's training step needs --batch 2 or more (its "
-                        "image-pooling BatchNorm sees one value per channel at batch 1, which "
-                        "PyTorch refuses in training mode)")
+    _check_network_options(args)
     if args.batch != 1 and "fcn" not in groups:
         raise UserError(f"bench: --batch sizes the networks' steps; it has no effect on "
                         f"'{args.group}'")
@@ -193,6 +190,25 @@ def _plan(args):
                 ops_repeat=args.repeat or DEFAULT_REPEAT["ops"],
                 fcn_repeat=args.repeat or DEFAULT_REPEAT["fcn"], warmup=args.warmup,
                 min_time=args.min_time, torch=not args.no_torch, batch=args.batch)
+
+
+def _check_network_options(args) -> None:
+    """What a network asks of the options: U-Net a size it takes (every pooled map even),
+    DeepLabV3's training step a batch of 2 (its image-pooling BatchNorm sees one value per
+    channel and image, which PyTorch refuses in training mode)."""
+    from ..bench.network import UNET_DEPTH
+    from ..models.unet_sizes import output_size
+
+    if "unet" in (args.arch or ()):
+        try:
+            for side, size in zip(("height", "width"), args.size):
+                output_size(size, UNET_DEPTH, side)
+        except ValueError as err:
+            raise UserError(f"bench: --size for unet: {err}") from None
+    if "deeplabv3_resnet50" in (args.arch or ()) and args.batch < 2:
+        raise UserError("bench: deeplabv3_resnet50's training step needs --batch 2 or more (its "
+                        "image-pooling BatchNorm sees one value per channel at batch 1, which "
+                        "PyTorch refuses in training mode)")
 
 
 def _check_outputs(args) -> None:
