@@ -114,7 +114,8 @@ def model_from_weights(path, arch=None, n_class=None, width=None, device: str = 
     arch, n_class, width : optional
         Override the file's metadata, or supply it where the file has none (a plain .npz):
         ``arch`` one of ``minifcn.models.MODELS`` (a ResNet model's auxiliary head is built
-        where the file records ``aux``, else where it holds ``aux_classifier.*`` arrays).
+        where the file records ``aux``, else where it holds ``aux_classifier.*`` arrays; a
+        U-Net takes ``in_channels``, ``base`` and ``depth`` from its arrays, and no width).
     device : str
         ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     dtype : float32 or float64, optional
