@@ -18,7 +18,7 @@ import minifcn.ops as ops
 ROOT = pathlib.Path(__file__).parent.parent
 LESSONS = ROOT / "examples" / "lessons"
 ORDER = ["01_im2col", "02_conv_transpose", "03_max_pool", "04_bilinear", "05_softmax_loss",
-         "06_fcn8s", "07_your_layer"]
+         "06_fcn8s", "07_your_layer", "08_classifier_to_segmenter"]
 
 
 def run_lesson(name, tmp_path, monkeypatch, capsys):
@@ -192,6 +192,29 @@ def test_lesson_07_your_layer(tmp_path, monkeypatch, capsys):
     assert g["worst"].n_failed == 24 and g["worst"].n_elements == 27
     assert g["right"] == [[0, 0, 0], [1, 1, 1], [2, 2, 2]]         # located: tap k = 4c
     assert g["correct_error"].max() < 1e-8
+
+
+def test_lesson_08_classifier_to_segmenter(tmp_path, monkeypatch, capsys):
+    g, out = run_lesson("08_classifier_to_segmenter", tmp_path, monkeypatch, capsys)
+    classify, logits = g["classify"], g["logits"]
+    assert g["conv_logits"].shape == (1, 5, 1, 1)
+    np.testing.assert_allclose(g["conv_logits"][:, :, 0, 0], logits, rtol=0, atol=1e-12)
+    assert small(g["logits_diff"])
+    fc1 = g["head"][0]                                  # weight (f, c, i, j) is m = c*49 + i*7 + j
+    assert fc1.shape == (64, 16, 7, 7) and fc1[3, 2, 4, 5] == g["fc_w"][0][3, 2 * 49 + 4 * 7 + 5]
+    assert g["wrong_diff"] > 0.1 and g["wrong_head"][0].shape == fc1.shape
+    x_big, score_map = g["x_big"], g["score_map"]
+    assert score_map.shape == (1, 5, 5, 7) and g["S"] == 8 and g["SIZE"] == 70
+    assert sorted(g["cell_diffs"]) == sorted(g["cells"]) and len(g["cells"]) >= 3
+    for (p, q), diff in g["cell_diffs"].items():        # the lesson's claim, and checked here
+        assert small(diff), (p, q)
+        crop = x_big[:, :, 8 * p:8 * p + 70, 8 * q:8 * q + 70]
+        np.testing.assert_allclose(score_map[:, :, p, q], classify(crop), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(g["labels"], score_map[0].argmax(axis=0))
+    assert small(g["padded_logits_diff"]) and g["padded_cell_diff"] > 0.1
+    assert g["fc6_is_reshape"] and g["fc7_is_reshape"]
+    assert "score_fr 16x16" in out and "all zero: True" in out
+    assert g["torch_diff"] is None or g["torch_diff"] < 1e-12
 
 
 def test_a_lesson_without_pytorch_says_so(tmp_path, monkeypatch, capsys):
