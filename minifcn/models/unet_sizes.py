@@ -66,6 +66,12 @@ def output_size(size: int, depth: int, name: str = "size") -> int:
     return size - (12 * 2 ** depth - 8)
 
 
+def output_offset(size: int, depth: int, name: str = "size") -> int:
+    r"""Where the output starts in an input side ``size``: half of what the network eats,
+    :math:`6 \cdot 2^d - 4` (92 at depth 4); ValueError as :func:`output_size`."""
+    return (size - output_size(size, depth, name)) // 2
+
+
 def nearest_valid_sizes(size: int, depth: int) -> tuple:
     """The valid input sizes nearest ``size``: the one below (if any) and the one above."""
     bottom = max(min_bottom(depth), (size + 4) // 2 ** depth - 8)
