@@ -51,9 +51,7 @@ from .checkpoint import (CHECKPOINT_FORMAT, Checkpoint, CheckpointError,  # noqa
 from .metrics import ConfusionMatrix, SegmentationMetrics
 from .run_log import LOG_FIELDS, RunExistsError, append_row, prepare_folder, start_log  # noqa: F401
 from ._validate import positive_int
-from .ops.loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
-
-IGNORE_INDEX = 255
+from .train_loss import AUX_WEIGHT, IGNORE_INDEX, loss_and_gradients, output_labels
 
 
 class TrainingDiverged(RuntimeError):
@@ -102,18 +100,22 @@ def _device(model) -> str:
     return params[0].device if params else "cpu"
 
 
-def train_step(model, optimizer, images, labels, scheduler=None, class_weight=None):
+def train_step(model, optimizer, images, labels, scheduler=None, class_weight=None,
+               aux_weight=AUX_WEIGHT):
     """One iteration on one batch; returns the loss as a 0-d array on the model's device
     (not read, so no host synchronisation). ``class_weight``: the loss's weight per class
-    (an array of the model's dtype on its device), or None."""
+    (an array of the model's dtype on its device), or None. A model with auxiliary scores
+    is trained on the main loss plus ``aux_weight`` times theirs, and a model whose output
+    is smaller than its input against the labels under it (:mod:`minifcn.train_loss`)."""
     device = _device(model)
     x, t = to_device(images, device), to_device(labels, device)
     optimizer.zero_grad()
-    scores = model(x)                                           # (N, C, H, W)
-    loss, cache = softmax_cross_entropy_forward(scores, t, weight=class_weight,
-                                                ignore_index=IGNORE_INDEX)
-    dscores, _, _ = softmax_cross_entropy_backward(1.0, cache)  # (N, C, H, W)
-    model.backward(dscores)
+    scores = model(x)                                           # (N, C, OH, OW)
+    loss, dscores, daux = loss_and_gradients(model, scores, t, class_weight, aux_weight)
+    if daux is None:
+        model.backward(dscores)
+    else:
+        model.backward(dscores, daux)
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
@@ -122,14 +124,16 @@ def train_step(model, optimizer, images, labels, scheduler=None, class_weight=No
 
 def evaluate(model, batches, n_class: int) -> SegmentationMetrics:
     """Metrics of ``model`` (in eval mode) over ``batches`` of ``(images, labels)``;
-    pixels labelled 255 are ignored. The model's training mode is restored afterwards."""
+    pixels labelled 255 are ignored, and the labels are cropped to an output smaller than
+    the input as for the loss. The model's training mode is restored afterwards."""
     device, was_training = _device(model), model.training
     matrix = ConfusionMatrix(n_class, ignore_index=IGNORE_INDEX)
     model.eval()
     try:
         for images, labels in batches:
-            scores = model(to_device(images, device))                 # (N, C, H, W)
-            matrix.update(scores.argmax(axis=1), to_device(labels, device))
+            scores = model(to_device(images, device))                 # (N, C, OH, OW)
+            matrix.update(scores.argmax(axis=1),
+                          output_labels(model, to_device(labels, device), scores))
     finally:
         model.train(was_training)
     return matrix.compute()
@@ -153,12 +157,13 @@ def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
           checkpoint_every: int = 0, resume=None, config=None, progress: bool = True,
           n_class: int | None = None, stop_after: int | None = None,
           stop_at: float | None = None, class_weight=None, overwrite: bool = False,
-          force: bool = False) -> TrainResult:
+          force: bool = False, aux_weight: float = AUX_WEIGHT) -> TrainResult:
     """Train ``model`` until ``iters`` iterations are done in all.
 
     Parameters
     ----------
-    model : an FCN (any Module taking (N, 3, H, W) and giving (N, C, H, W) scores)
+    model : any of :data:`minifcn.models.MODELS` (a Module taking (N, C_in, H, W) and giving
+        (N, C, OH, OW) scores; auxiliary scores in ``aux_output``, if any)
     optimizer : minifcn.optim.Optimizer over the model's parameters
     batches : iterator of ``(images, labels)``; a :class:`BatchStream` is saved in
         checkpoints, so a resume continues its sequence
@@ -190,6 +195,8 @@ def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
     overwrite : remove the run already in ``checkpoint_dir`` (log, checkpoints) and start anew
     force : resume even where ``config`` differs from the checkpoint's (a changed data set
         then starts a new epoch)
+    aux_weight : the auxiliary loss's weight, for a model with auxiliary scores (0.5:
+        torchvision's recipe)
 
     Raises
     ------
@@ -234,7 +241,8 @@ def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
                 raise TrainingInterrupted(it - 1, os.path.join(checkpoint_dir, "last.npz"))
             lr = optimizer.param_groups[0]["lr"]       # the rate this step uses
             images, labels = next(batches)
-            run.add(train_step(model, optimizer, images, labels, scheduler, class_weight))
+            run.add(train_step(model, optimizer, images, labels, scheduler, class_weight,
+                               aux_weight))
             bar.update(1)
             if stop_at is not None and it < stop and time.monotonic() >= stop_at:
                 stop = it                              # out of time: leave as stop_after does

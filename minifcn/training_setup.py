@@ -26,6 +26,7 @@ from .lr_schedule import LRScheduler
 from .optim import SGD, Adam, fcn_param_groups
 from .run_identity import data_fingerprint
 from .train import BatchStream, evaluate, load_checkpoint, train
+from .training_models import build_network, check_unet_sizes
 
 
 class AugmentThenNormalize:
@@ -102,7 +103,8 @@ class TrainingSetup(NamedTuple):
               device="cpu", batch_size=1, optimizer="adam", lr=1e-3, momentum=0.9,
               weight_decay=0.0, schedule="poly", warmup=0, iters=1000, dropout=0.5, crop=None,
               scale=(1.0, 1.0), flip=True, preprocess="reference", seed=0,
-              val_batch_size=8, class_weight=None, betas=(0.9, 0.999)):
+              val_batch_size=8, class_weight=None, betas=(0.9, 0.999), aux=True,
+              aux_weight=0.5, base=None, depth=4):
         """Build a run. ``train_set``/``val_set``: sequences of ``(image uint8 (H, W, 3),
         label (H, W))`` with ``n_class`` (and ``classes`` or ``class_names``) attributes.
 
@@ -113,21 +115,23 @@ class TrainingSetup(NamedTuple):
         after ``warmup`` iterations of linear ramp. ``class_weight``: the loss's weight per
         class (e.g. against a background that covers most pixels), or None. ``betas``: Adam's
         moment decay rates.
-        """
-        from .models import ARCHITECTURES, from_vgg16
 
-        if model not in ARCHITECTURES:
-            raise ValueError(f"model must be one of {', '.join(ARCHITECTURES)}, got {model!r}")
+        ``model`` is any name in :data:`minifcn.models.MODELS`. The ResNet-50 segmenters
+        take ``width`` and ``aux`` (the auxiliary head, its loss weighted ``aux_weight``);
+        U-Net takes ``base`` (default: 64 channels scaled by ``width``, as ``summary`` and
+        ``bench`` scale it) and ``depth``, and its sizes are checked here (the crop, else
+        the first training item, and the first validation item). ``init`` and ``dropout``
+        are the VGG16 FCNs' only.
+        """
         n_class = train_set.n_class
         names = tuple(getattr(train_set, "classes", None)
                       or getattr(train_set, "class_names", None)
                       or (f"class{i}" for i in range(n_class)))
-        if init is not None:
-            net = from_vgg16(ARCHITECTURES[model], init, n_class=n_class, dropout=dropout)
-            width = net.width
-        else:
-            net = ARCHITECTURES[model](n_class=n_class, width=width, dropout=dropout,
-                                       rng=np.random.default_rng([seed, 0]))
+        net, family = build_network(model, n_class, width=width, init=init, dropout=dropout,
+                                    seed=seed, aux=aux, base=base, depth=depth)
+        if model == "unet":
+            check_unet_sizes(net, train_set, val_set, crop)
+        width = net.width if init is not None else width
         net.to(device)
         opt = _optimizer(net, optimizer, lr, momentum, weight_decay, betas)
         sched = LRScheduler(opt, schedule, warmup=warmup, **_schedule_options(schedule, iters))
@@ -147,8 +151,11 @@ class TrainingSetup(NamedTuple):
                   "flip": bool(flip), "preprocess": preprocess, "seed": int(seed),
                   "class_weight": None if class_weight is None
                   else [float(w) for w in class_weight],
+                  **family,
                   "data": {"train": data_fingerprint(train_set),
                            "val": data_fingerprint(val_set)}}
+        if getattr(net, "aux", False):
+            config["aux_weight"] = float(aux_weight)
         return cls(net, opt, sched, batches, val, config, names)
 
     def run(self, out, *, val_every=0, log_every=10, checkpoint_every=0, resume=None,
@@ -170,7 +177,7 @@ class TrainingSetup(NamedTuple):
                        progress=progress, n_class=self.config["n_class"],
                        stop_after=stop_after, stop_at=stop_at,
                        class_weight=self.config.get("class_weight"), overwrite=overwrite,
-                       force=force)
+                       force=force, aux_weight=self.config.get("aux_weight", 0.5))
         best = os.path.join(out, "best.npz")
         weights_from, metrics = "the last iteration", None
         if self.val is not None:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import minifcn.train
+import minifcn.train_loss
 from minifcn.checkpoint import (CheckpointError, ResumeMismatch, checkpoint_config,
                                 load_checkpoint, save_checkpoint)
 from minifcn.data import ShapesDataset
@@ -117,18 +118,18 @@ def test_an_update_to_inf_keeps_the_last_finite_checkpoint_and_says_so(tmp_path,
 def test_a_run_that_diverged_before_logging_leaves_no_run_behind(tmp_path, monkeypatch):
     """A loss that is NaN from iteration 1 leaves only log.csv's header: a retry into the
     same folder (say with a lower rate) is a new run, not one to resume or overwrite."""
-    real = minifcn.train.softmax_cross_entropy_forward
+    real = minifcn.train_loss.softmax_cross_entropy_forward
 
     def nan_loss(*args, **kwargs):
         loss, cache = real(*args, **kwargs)
         return loss * np.nan, cache
 
-    monkeypatch.setattr(minifcn.train, "softmax_cross_entropy_forward", nan_loss)
+    monkeypatch.setattr(minifcn.train_loss, "softmax_cross_entropy_forward", nan_loss)
     with pytest.raises(TrainingDiverged, match="the loss became nan at iteration 1; no "
                                                "checkpoint was written"):
         train(**tiny(), iters=3, log_every=1, checkpoint_dir=tmp_path)
     assert rows(tmp_path / "log.csv") == [] and sorted(os.listdir(tmp_path)) == ["log.csv"]
-    monkeypatch.setattr(minifcn.train, "softmax_cross_entropy_forward", real)
+    monkeypatch.setattr(minifcn.train_loss, "softmax_cross_entropy_forward", real)
     train(**tiny(), iters=2, log_every=1, checkpoint_dir=tmp_path)
     assert rows(tmp_path / "log.csv") == ["1", "2"]
 

@@ -131,7 +131,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 
 def test_nan_loss_before_any_checkpoint(tmp_path, monkeypatch):
-    import minifcn.train as train_module
+    import minifcn.train_loss as train_module
     real = train_module.softmax_cross_entropy_forward
 
     def nan_loss(*args, **kwargs):

@@ -12,7 +12,7 @@ DEFAULT_LR = {"adam": 1e-3, "sgd": 1e-4}
 
 
 def add(commands):
-    from ..models import ARCHITECTURES
+    from ..models import MODELS
 
     p = commands.add_parser(
         "train", help="train an FCN on a VOC-layout folder (checkpoints, log, resume)",
@@ -36,12 +36,20 @@ def add(commands):
                         "model.npz for predict")
     p.add_argument("--out", default="minifcn-train", metavar="DIR",
                    help="output folder (default ./minifcn-train)")
-    p.add_argument("--arch", "--model", dest="arch", choices=tuple(ARCHITECTURES),
+    p.add_argument("--arch", "--model", dest="arch", choices=tuple(MODELS),
                    default="fcn8s", metavar="ARCH",
-                   help=", ".join(ARCHITECTURES) + " (default fcn8s; --model is a deprecated "
+                   help=", ".join(MODELS) + " (default fcn8s; --model is a deprecated "
                         "alias of --arch, accepted for one release)")
     p.add_argument("--width", type=float, default=1.0,
-                   help="channel width in (0, 1] (default 1: the paper's network)")
+                   help="channel width in (0, 1] (default 1: the paper's network; unet: "
+                        "its base of 64 channels scaled)")
+    p.add_argument("--no-aux", action="store_true",
+                   help="fcn_resnet50, deeplabv3_resnet50: no auxiliary head")
+    p.add_argument("--aux-weight", type=float, default=0.5, metavar="W",
+                   help="fcn_resnet50, deeplabv3_resnet50: the auxiliary loss's weight "
+                        "(default 0.5, torchvision's recipe)")
+    p.add_argument("--depth", type=int, default=4,
+                   help="unet: the number of 2x2 pools (default 4, the paper's)")
     p.add_argument("--init", metavar="VGG16.npz",
                    help="start trunk and fc6/fc7 from VGG16 weights converted with "
                         "'minifcn convert' (sets the width); default: from scratch (Kaiming)")
@@ -115,7 +123,8 @@ def run(args) -> int:
             momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
             warmup=args.warmup,
             iters=args.iters, dropout=args.dropout, crop=args.crop, scale=tuple(args.scale),
-            flip=not args.no_flip, preprocess=args.preprocess, seed=args.seed)
+            flip=not args.no_flip, preprocess=args.preprocess, seed=args.seed,
+            **_family_options(args))
         result = setup.run(args.out, val_every=args.val_every, log_every=args.log_every,
                            checkpoint_every=args.checkpoint_every, resume=args.resume,
                            progress=not args.no_progress, stop_after=args.stop_after,
@@ -150,7 +159,9 @@ def _check(args) -> None:
     elif args.classes and len(args.classes) != args.n_class:
         raise UserError(f"train: --n-class {args.n_class} does not match the "
                         f"{len(args.classes)} names given by --classes")
+    _check_family_options(args)
     for name, least in (("iters", 1), ("batch_size", 1), ("n_class", 1), ("stop_after", 1),
+                        ("depth", 1),
                         ("log_every", 1), ("val_every", 0), ("checkpoint_every", 0),
                         ("seed", 0)):
         if getattr(args, name) is not None and getattr(args, name) < least:
@@ -165,6 +176,32 @@ def _check(args) -> None:
     check_out_folder(args.out, "train")
     _check_no_other_run(args)
     check_device(args.device, "train")
+
+
+def _family_options(args) -> dict:
+    """The options of the chosen network's family (the others are refused by _check)."""
+    from ..models import RESNET_MODELS
+
+    if args.arch in RESNET_MODELS:
+        return {"aux": not args.no_aux, "aux_weight": args.aux_weight}
+    return {"depth": args.depth} if args.arch == "unet" else {}
+
+
+def _check_family_options(args) -> None:
+    """Options of one family of networks given for another: an error, not ignored."""
+    from ..models import ARCHITECTURES, RESNET_MODELS
+
+    given = [(option, family) for option, family, default in (
+        ("--no-aux", RESNET_MODELS, False), ("--aux-weight", RESNET_MODELS, 0.5),
+        ("--depth", ("unet",), 4), ("--init", ARCHITECTURES, None),
+        ("--dropout", ARCHITECTURES, 0.5))
+        if getattr(args, option[2:].replace("-", "_")) != default and args.arch not in family]
+    if given:
+        option, family = given[0]
+        raise UserError(f"train: {option} applies to {', '.join(family)}, not --arch "
+                        f"{args.arch}")
+    if args.aux_weight < 0 or args.aux_weight != args.aux_weight:
+        raise UserError(f"train: --aux-weight must be at least 0, got {args.aux_weight}")
 
 
 def _check_no_other_run(args) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 from .. import _validate as _checks
 from ..nn import Concat, Conv2d, ConvTranspose2d, Crop, MaxPool2d, Module, ModuleList, ReLU
 from ..nn import Sequential
-from .unet_sizes import output_size, skip_offset, tile_padding
+from .unet_sizes import output_offset, output_size, skip_offset, tile_padding
 
 
 def _double_conv(in_channels, out_channels, options):
@@ -100,6 +100,13 @@ class UNet(Module):
         for level in reversed(range(self.depth)):         # the contracting path, bottom up
             dh = self.encoder[level].backward(self.pool[level].backward(dh) + dskips[level])
         return dh
+
+    def output_offset(self, height, width):
+        """``(top, left)``: where the output of a ``height x width`` input lies in it (its
+        centre; the labels a loss compares the output with are cropped there). ValueError,
+        naming the nearest valid sizes, for a size the network cannot take."""
+        return (output_offset(height, self.depth, "height"),
+                output_offset(width, self.depth, "width"))
 
     def tile_padding(self, height, width):
         """``((top, bottom), (left, right))``: how far to mirror an image's border so that
