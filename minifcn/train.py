@@ -51,7 +51,8 @@ from .checkpoint import (CHECKPOINT_FORMAT, Checkpoint, CheckpointError,  # noqa
 from .metrics import ConfusionMatrix, SegmentationMetrics
 from .run_log import LOG_FIELDS, RunExistsError, append_row, prepare_folder, start_log  # noqa: F401
 from ._validate import positive_int
-from .train_loss import AUX_WEIGHT, IGNORE_INDEX, loss_and_gradients, output_labels
+from .train_loss import (AUX_WEIGHT, IGNORE_INDEX, check_aux_weight, loss_and_gradients,
+                         output_labels)
 
 
 class TrainingDiverged(RuntimeError):
@@ -212,6 +213,7 @@ def train(model, optimizer, batches, *, iters: int, scheduler=None, val=None,
         is of another run.
     """
     iters = positive_int("iters", iters)
+    aux_weight = check_aux_weight(aux_weight)
     if stop_after is not None:
         stop_after = positive_int("stop_after", stop_after)
     n_class = n_class if n_class is not None else model.n_class

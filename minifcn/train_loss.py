@@ -17,10 +17,23 @@ ignored label and class weights; the gradient of each goes back through its own 
 """
 from __future__ import annotations
 
+import math
+
 from .ops.loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 
 IGNORE_INDEX = 255
 AUX_WEIGHT = 0.5        # torchvision's references/segmentation/train.py
+
+
+def check_aux_weight(aux_weight) -> float:
+    """``aux_weight`` as a float; ValueError unless it is a finite number of at least 0."""
+    try:
+        value = float(aux_weight)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if isinstance(aux_weight, bool) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"aux_weight must be a finite number of at least 0, got {aux_weight!r}")
+    return value
 
 
 def output_labels(model, labels, scores):

@@ -26,6 +26,7 @@ from .lr_schedule import LRScheduler
 from .optim import SGD, Adam, fcn_param_groups
 from .run_identity import data_fingerprint
 from .train import BatchStream, evaluate, load_checkpoint, train
+from .train_loss import AUX_WEIGHT, check_aux_weight
 from .training_models import build_network, check_unet_sizes
 
 
@@ -104,7 +105,7 @@ class TrainingSetup(NamedTuple):
               weight_decay=0.0, schedule="poly", warmup=0, iters=1000, dropout=0.5, crop=None,
               scale=(1.0, 1.0), flip=True, preprocess="reference", seed=0,
               val_batch_size=8, class_weight=None, betas=(0.9, 0.999), aux=True,
-              aux_weight=0.5, base=None, depth=4):
+              aux_weight=AUX_WEIGHT, base=None, depth=4):
         """Build a run. ``train_set``/``val_set``: sequences of ``(image uint8 (H, W, 3),
         label (H, W))`` with ``n_class`` (and ``classes`` or ``class_names``) attributes.
 
@@ -155,7 +156,7 @@ class TrainingSetup(NamedTuple):
                   "data": {"train": data_fingerprint(train_set),
                            "val": data_fingerprint(val_set)}}
         if getattr(net, "aux", False):
-            config["aux_weight"] = float(aux_weight)
+            config["aux_weight"] = check_aux_weight(aux_weight)
         return cls(net, opt, sched, batches, val, config, names)
 
     def run(self, out, *, val_every=0, log_every=10, checkpoint_every=0, resume=None,
@@ -177,7 +178,7 @@ class TrainingSetup(NamedTuple):
                        progress=progress, n_class=self.config["n_class"],
                        stop_after=stop_after, stop_at=stop_at,
                        class_weight=self.config.get("class_weight"), overwrite=overwrite,
-                       force=force, aux_weight=self.config.get("aux_weight", 0.5))
+                       force=force, aux_weight=self.config.get("aux_weight", AUX_WEIGHT))
         best = os.path.join(out, "best.npz")
         weights_from, metrics = "the last iteration", None
         if self.val is not None:

@@ -198,3 +198,11 @@ def test_resnet_resume_is_exact_with_running_statistics(tmp_path):
     assert int(resumed["classifier.0.convs.0.1.num_batches_tracked"]) == 4
     for name in straight:
         np.testing.assert_array_equal(resumed[name], straight[name], err_msg=name)
+
+
+@pytest.mark.parametrize("weight", [-0.5, float("nan"), float("inf"), "half", True])
+def test_a_bad_aux_weight_is_refused_by_name(weight):
+    model = FCNResNet50(n_class=4, width=WIDTH, rng=0)
+    with pytest.raises(ValueError, match="aux_weight must be a finite number"):
+        train(model, Adam(model.parameters()), iter([]), iters=1, aux_weight=weight,
+              progress=False)

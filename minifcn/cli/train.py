@@ -1,6 +1,7 @@
 """``minifcn train --data-dir D``: train an FCN on a VOC-layout folder, with checkpoints."""
 from __future__ import annotations
 
+import math
 import os
 
 from .common import (UserError, add_device_argument, check_device, check_out_folder,
@@ -13,6 +14,7 @@ DEFAULT_LR = {"adam": 1e-3, "sgd": 1e-4}
 
 def add(commands):
     from ..models import MODELS
+    from ..train_loss import AUX_WEIGHT
 
     p = commands.add_parser(
         "train", help="train an FCN on a VOC-layout folder (checkpoints, log, resume)",
@@ -45,9 +47,9 @@ def add(commands):
                         "its base of 64 channels scaled)")
     p.add_argument("--no-aux", action="store_true",
                    help="fcn_resnet50, deeplabv3_resnet50: no auxiliary head")
-    p.add_argument("--aux-weight", type=float, default=0.5, metavar="W",
+    p.add_argument("--aux-weight", type=float, default=AUX_WEIGHT, metavar="W",
                    help="fcn_resnet50, deeplabv3_resnet50: the auxiliary loss's weight "
-                        "(default 0.5, torchvision's recipe)")
+                        f"(default {AUX_WEIGHT:g}, torchvision's recipe)")
     p.add_argument("--depth", type=int, default=4,
                    help="unet: the number of 2x2 pools (default 4, the paper's)")
     p.add_argument("--init", metavar="VGG16.npz",
@@ -190,9 +192,10 @@ def _family_options(args) -> dict:
 def _check_family_options(args) -> None:
     """Options of one family of networks given for another: an error, not ignored."""
     from ..models import ARCHITECTURES, RESNET_MODELS
+    from ..train_loss import AUX_WEIGHT
 
     given = [(option, family) for option, family, default in (
-        ("--no-aux", RESNET_MODELS, False), ("--aux-weight", RESNET_MODELS, 0.5),
+        ("--no-aux", RESNET_MODELS, False), ("--aux-weight", RESNET_MODELS, AUX_WEIGHT),
         ("--depth", ("unet",), 4), ("--init", ARCHITECTURES, None),
         ("--dropout", ARCHITECTURES, 0.5))
         if getattr(args, option[2:].replace("-", "_")) != default and args.arch not in family]
@@ -200,7 +203,7 @@ def _check_family_options(args) -> None:
         option, family = given[0]
         raise UserError(f"train: {option} applies to {', '.join(family)}, not --arch "
                         f"{args.arch}")
-    if args.aux_weight < 0 or args.aux_weight != args.aux_weight:
+    if not math.isfinite(args.aux_weight) or args.aux_weight < 0:
         raise UserError(f"train: --aux-weight must be at least 0, got {args.aux_weight}")
 
 
