@@ -132,3 +132,24 @@ def test_resnets_and_unet_on_cuda_compute_what_they_compute_on_the_cpu(gpu, arch
     assert np.array_equal(results["cpu"][0], results["cuda"][0])
     for a, b in zip(results["cpu"][1:], results["cuda"][1:]):
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("arch", ["fcn_resnet50", "unet"])
+def test_train_steps_with_aux_loss_or_label_crop_on_cuda_equal_numpy(gpu, arch):
+    """Two train_step calls on the device (the auxiliary loss; U-Net's labels cropped at
+    its offset): the losses and parameters equal the CPU's in float64."""
+    from minifcn.train import train_step
+
+    cls, options, hw = NEW_MODELS[arch]
+    rng = np.random.default_rng(2)
+    x, labels = rng.standard_normal((2, 3, *hw)), rng.integers(0, 4, (2, *hw))
+    labels[:, :3] = 255
+    results = {}
+    for device in ("cpu", "cuda"):
+        model = cls(n_class=4, dtype=np.float64, rng=0, **options).to(device)
+        opt = optim.Adam(model.parameters(), lr=1e-3)
+        losses = [float(train_step(model, opt, x, labels)) for _ in range(2)]
+        results[device] = losses + [asnumpy(p.data) for p in model.parameters()]
+    assert results["cuda"][:2] == pytest.approx(results["cpu"][:2], rel=1e-10)
+    for a, b in zip(results["cpu"][2:], results["cuda"][2:]):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
