@@ -33,6 +33,15 @@ def test_the_papers_sizes():
     assert [skip_offset(level, 4) for level in range(4)] == [88, 40, 16, 4]
 
 
+def test_the_output_offset_is_the_inputs_centre():
+    """The offset training crops labels at: 92 at depth 4 (572 -> 388), both sides equal."""
+    from minifcn.models import UNet
+    assert UNet(2, base=2, depth=4).output_offset(572, 588) == (92, 92)
+    assert UNet(2, base=2, depth=2).output_offset(44, 60) == (20, 20)
+    with pytest.raises(ValueError, match="cannot take width 46.*the nearest are 44 or 48"):
+        UNet(2, base=2, depth=2).output_offset(44, 46)
+
+
 @pytest.mark.parametrize("depth", [1, 2, 3, 4])
 def test_the_size_rule_matches_the_layers(depth):
     for size in range(1, 300):

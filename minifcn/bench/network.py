@@ -93,9 +93,9 @@ def _inputs(spec: NetworkSpec):
     target = rng.integers(0, spec.n_class, (spec.batch, h, w))
     target[rng.random(target.shape) < 0.1] = 255    # VOC's border/ignore label
     if spec.arch == "unet":                          # its output: the input's centre
-        from ..models.unet_sizes import output_size
+        from ..models.unet_sizes import output_offset
 
-        top, left = ((s - output_size(s, UNET_DEPTH)) // 2 for s in (h, w))
+        top, left = (output_offset(s, UNET_DEPTH) for s in (h, w))
         target = target[:, top:h - top, left:w - left]
     return x, target
 
