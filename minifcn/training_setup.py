@@ -6,8 +6,9 @@ r"""Everything a training run needs, built from data sets and plain options.
                                 lr=1e-3, iters=2000, batch_size=2)
     result = setup.run("runs/shapes", val_every=200)   # log.csv, last/best.npz, model.npz
 
-It wires the pieces of :mod:`minifcn.train` together: the model (from scratch or from VGG16
-weights), the optimiser (Adam, or SGD with the reference's 2x bias rate and no bias
+It wires the pieces of :mod:`minifcn.train` together: the model (any of
+:data:`minifcn.models.MODELS` from scratch, or a VGG16 FCN from VGG16 weights; see
+:mod:`minifcn.training_models`), the optimiser (Adam, or SGD with the reference's 2x bias rate and no bias
 decay), the learning-rate schedule, the augmenting :class:`~minifcn.train.BatchStream` and
 the validation batches, and after training writes ``model.npz``: the best validated
 weights (or the last ones), with metadata ``predict`` reads — the architecture, width,

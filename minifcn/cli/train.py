@@ -1,4 +1,5 @@
-"""``minifcn train --data-dir D``: train an FCN on a VOC-layout folder, with checkpoints."""
+"""``minifcn train --data-dir D``: train a segmentation network (the VGG16 FCNs, the
+ResNet-50 segmenters, U-Net) on a VOC-layout folder, with checkpoints."""
 from __future__ import annotations
 
 import math
@@ -17,8 +18,8 @@ def add(commands):
     from ..train_loss import AUX_WEIGHT
 
     p = commands.add_parser(
-        "train", help="train an FCN on a VOC-layout folder (checkpoints, log, resume)",
-        description="Train an FCN on DIR/ImageSets/Segmentation/<split>.txt, validate on the "
+        "train", help="train a network on a VOC-layout folder (checkpoints, log, resume)",
+        description="Train a network (--arch) on DIR/ImageSets/Segmentation/<split>.txt, validate on the "
                     "val split every --val-every iterations, and write into --out: log.csv, "
                     "last.npz and best.npz (checkpoints: --resume continues one exactly, and "
                     "refuses one of other settings unless --force) and model.npz (the best "
