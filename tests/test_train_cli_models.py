@@ -14,7 +14,7 @@ from minifcn.io import read_weights
 
 TINY = ["--width", "0.0625", "--batch-size", "2", "--no-progress",
         "--classes", "background,disc,rectangle,triangle"]
-ARCHS = {"fcn_resnet50": [], "deeplabv3_resnet50": ["--aux-weight", "0.4"],
+ARCHS = {"fcn_resnet50": ["--no-aux"], "deeplabv3_resnet50": ["--aux-weight", "0.4"],
          "unet": ["--depth", "2"]}
 
 
@@ -36,12 +36,14 @@ def test_train_then_predict(shapes_dir, tmp_path, capsys, arch):
     assert config["model"] == arch
     if arch == "unet":
         assert (config["base"], config["depth"]) == (4, 2)       # 64 * 0.0625
+    elif arch == "fcn_resnet50":                                # --no-aux: no aux weight
+        assert config["aux"] is False and "aux_weight" not in config
     else:
-        assert config["aux"] is True and config["aux_weight"] == (0.4 if "deep" in arch
-                                                                  else 0.5)
+        assert config["aux"] is True and config["aux_weight"] == 0.4
     weights = os.path.join(out, "model.npz")
     model = model_from_weights(weights)
     assert model.arch == arch and model.n_class == 4
+    assert getattr(model, "aux", None) == config.get("aux")
     assert read_weights(weights).metadata["arch"] == arch
     image = os.path.join(shapes_dir, "JPEGImages", sorted(os.listdir(
         os.path.join(shapes_dir, "JPEGImages")))[0])
