@@ -27,12 +27,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..train_loss import AUX_WEIGHT     # the auxiliary loss's weight, as train uses it
 from .results import Row
 from .timing import Timing, time_call
 
 ARCHS = ("fcn8s", "fcn16s", "fcn32s", "fcn_resnet50", "deeplabv3_resnet50", "unet")
 UNET_DEPTH = 4       # the paper's U-Net, its base of 64 channels scaled by the width
-AUX_WEIGHT = 0.5     # torchvision's weight of the auxiliary loss
 STEP_FLOPS = 3   # a training step: about 3x the forward's FLOPs (forward, dx, dweight)
 
 
@@ -105,7 +105,7 @@ def _minifcn_side(spec: NetworkSpec, x, target):
     from ..backend import import_cupy, to_device
     from ..models import MODELS
     from ..models.vgg import scaled
-    from ..ops import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+    from ..train_loss import loss_and_gradients
 
     xp = np if spec.device == "cpu" else import_cupy()
     size = ({"base": scaled(64, spec.width), "depth": UNET_DEPTH} if spec.arch == "unet"
@@ -113,12 +113,6 @@ def _minifcn_side(spec: NetworkSpec, x, target):
     model = MODELS[spec.arch](n_class=spec.n_class, rng=0, dtype=spec.dtype,
                               **size).to(spec.device)
     x, target = to_device(x, spec.device), to_device(target, spec.device)
-    one, aux_weight = xp.ones((), spec.dtype), xp.asarray(AUX_WEIGHT, spec.dtype)
-
-    def loss_gradient(scores, weight):
-        _, cache = softmax_cross_entropy_forward(scores, target, ignore_index=255)
-        return softmax_cross_entropy_backward(weight, cache)[0]
-
     resnet = hasattr(model, "aux_classifier")       # BatchNorm: the forward as inference
 
     def forward():
@@ -126,12 +120,11 @@ def _minifcn_side(spec: NetworkSpec, x, target):
 
     def step():                                      # in torch's order: zero_grad first
         model.train().zero_grad()
-        dy = loss_gradient(model(x), one)
-        aux = getattr(model, "aux_output", None)
-        if aux is None:
+        _, dy, daux = loss_and_gradients(model, model(x), target)   # train's loss
+        if daux is None:
             model.backward(dy)
         else:
-            model.backward(dy, loss_gradient(aux, aux_weight))
+            model.backward(dy, daux)
 
     def timer(fn):
         return time_call(fn, repeat=spec.repeat, warmup=spec.warmup, xp=xp)
