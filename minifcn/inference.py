@@ -307,7 +307,6 @@ def _rgb_uint8(name, image) -> np.ndarray:
     return image
 
 
-_label = label_map          # plot.py's name for it
 
 
 def _palette(palette) -> np.ndarray:

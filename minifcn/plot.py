@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .io import atomic_open
-from .inference import _label, _palette, colorize, overlay
+from .inference import _palette, colorize, label_map, overlay
 
 INK, GREY, GRID, PAPER = (40, 40, 40), (120, 120, 120), (228, 228, 228), (255, 255, 255)
 LOSS_COLOUR, IOU_COLOUR = (31, 119, 180), (214, 39, 40)
@@ -256,7 +256,7 @@ def _check_maps(image, label, truth, palette, class_names):
     names = [str(name) for name in class_names]
     maps = {"label": label, "truth": truth}
     for name, value in ((k, v) for k, v in maps.items() if v is not None):
-        value = maps[name] = _label(name, value)
+        value = maps[name] = label_map(name, value)
         if value.shape != image.shape[:2]:
             raise ValueError(f"{name} must be (H, W) = {image.shape[:2]} like image, got "
                              f"shape {value.shape}")
