@@ -297,3 +297,23 @@ def test_cases_follow_the_network_shapes():
     assert cases["crop"].shape == "21x568 @31 ->500"
     with pytest.raises(ValueError, match="unknown op 'conv9_1'"):
         fcn_cases((16, 16), names=("conv9_1",))
+
+
+def test_network_rows_line_up_under_their_titles_whatever_the_names_length():
+    """Every figure of a network row ends where its title ends, for the longest name too."""
+    from minifcn.bench.network import ARCHS
+    from minifcn.bench.report import columns
+    from minifcn.bench.table import table_head
+
+    section = Section("fcn", "cpu", ("forward", "step"), None, object(), "", 1, 0, 0.0, ())
+    titles = table_head(columns(section))[0]
+    ends = [m.end() for m in re.finditer(r"\S+( \S+)*", titles)][2:]     # the figures' titles
+    for arch in ARCHS:
+        row = Row("fcn", "cpu", arch, "520x520 width 1",
+                  {"forward": timing(2.5), "step": timing(9.0)},
+                  {"forward": timing(1.25), "step": timing(3.0)},
+                  {"forward": 1e11, "step": 3e11}, {"forward": None, "step": None},
+                  peak={"minifcn": {"rss": 2**31, "gpu": None},
+                        "torch": {"rss": 2**30, "gpu": None}})
+        line = format_row(section, row)
+        assert [m.end() for m in re.finditer(r"\S+( \S+)*", line)][2:] == ends, (arch, line)

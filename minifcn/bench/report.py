@@ -3,6 +3,7 @@ a row per op or network, and footers that say how to read them. Functions return
 from __future__ import annotations
 
 from .machine import clock_name, header_lines
+from .network import ARCHS
 from .table import format_cell, format_sig, table_head, table_row
 
 ABBREVIATIONS = {"forward": "fwd", "backward": "bwd", "forward_backward": "f+b",
@@ -24,7 +25,8 @@ def columns(section) -> tuple:
                 ("IQR", 4))
     peak = [("peak GB", 8)] + ([("torch", 8), ("ratio", 5)] if section.torch is not None else [])
     step = ABBREVIATIONS[section.phases[-1]]
-    return (("net", 7), ("input", 20), *times, *peak, (f"{step} GF/s", 9))
+    names = max(len(arch) for arch in ARCHS)         # deeplabv3_resnet50 fits its column
+    return (("net", names), ("input", 20), *times, *peak, (f"{step} GF/s", 9))
 
 
 def section_head(section, plan) -> list:
