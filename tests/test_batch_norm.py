@@ -1,13 +1,13 @@
 """batch_norm2d: the reference against a naive per-channel loop and torch.nn.functional in
 float64 (output, autograd gradients and running statistics), in training and eval mode, with
-and without affine parameters; finite differences in both modes; errors that name the
+and without affine parameters, by the reference and by the fast path that ``auto`` runs; finite differences in both modes; errors that name the
 argument. Planted mistakes (a biased running variance, a dropped term of the training
 backward) are caught."""
 import numpy as np
 import pytest
 
 from minifcn.gradcheck import check_function
-from minifcn.ops import batch_norm2d_backward, batch_norm2d_forward
+from minifcn.ops import batch_norm2d_backward, batch_norm2d_forward, dispatch
 from minifcn.ops.reference import norm
 
 from helpers import rel_error
@@ -25,8 +25,14 @@ def _problem(rng, affine):
     return x, mean, var, weight, bias
 
 
+@pytest.mark.parametrize("algorithm", ["reference", "auto"])
 @pytest.mark.parametrize("training, affine", MODES)
-def test_batch_norm2d_matches_naive_and_torch(xp, torch, rng, training, affine):
+def test_batch_norm2d_matches_naive_and_torch(xp, torch, rng, training, affine, algorithm):
+    with dispatch.using(algorithm):
+        _matches_naive_and_torch(xp, torch, rng, training, affine)
+
+
+def _matches_naive_and_torch(xp, torch, rng, training, affine):
     x, mean, var, weight, bias = _problem(rng, affine)
     options = dict(training=training, momentum=0.3, eps=1e-3)
     want_y, want_mean, want_var = batch_norm2d_naive(x, mean, var, weight, bias, *options.values())
@@ -110,7 +116,8 @@ def test_planted_mistakes_are_caught(monkeypatch, torch, rng, plant):
                         namespace["batch_norm2d_backward"])
     with pytest.raises(AssertionError):
         for training, affine in ((True, True), (False, True)):
-            test_batch_norm2d_matches_naive_and_torch(np, torch, rng, training, affine)
+            test_batch_norm2d_matches_naive_and_torch(np, torch, rng, training, affine,
+                                                      "reference")
 
 
 X = np.zeros((2, 3, 4, 4))

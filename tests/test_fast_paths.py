@@ -235,6 +235,30 @@ def _loss_case(piece, name):
     return Case(piece, name, make)
 
 
+BATCH_NORM = {  # name: (x shape, training, affine)
+    "train-affine": ((2, 3, 5, 4), True, True), "train-plain": ((3, 2, 1, 1), True, False),
+    "eval-affine": ((2, 3, 5, 4), False, True), "eval-plain": ((1, 4, 3, 2), False, False),
+}
+
+
+def _batch_norm_case(piece, name):
+    def make(rng, dtype, xp):
+        from minifcn.ops.reference import norm as ref_norm
+        shape, training, affine = BATCH_NORM[name]
+        C = shape[1]
+        x = _normal(rng, xp, shape, dtype) * 3 + 2                   # far from mean 0, std 1
+        stats = (_normal(rng, xp, (C,), dtype), xp.asarray(rng.uniform(0.5, 2, C).astype(dtype)))
+        weight, bias = ((_normal(rng, xp, (C,), dtype), _normal(rng, xp, (C,), dtype))
+                        if affine else (None, None))
+        call = dispatch.Call(_device(xp), np.dtype(dtype), shape)
+        if piece.endswith("forward"):     # running statistics: each side updates its own
+            return call, (x, *stats, weight, bias, training, 0.1, 1e-5)
+        _, mean, rstd = ref_norm.batch_norm2d_forward(x, *stats, weight, bias, training,
+                                                      0.1, 1e-5)
+        return call, (_normal(rng, xp, shape, dtype), x, mean, rstd, weight, affine, training)
+    return Case(piece, name, make)
+
+
 CASES = (
     [_conv_case(p, n) for p in ("conv2d.forward", "conv2d.input_grad", "conv2d.weight_grad")
      for n in CONV]
@@ -246,6 +270,8 @@ CASES = (
     + [_crop_case(p) for p in ("crop.forward", "crop.backward")]
     + [_loss_case(p, n) for p in ("softmax_cross_entropy.forward",
                                   "softmax_cross_entropy.backward") for n in LOSS]
+    + [_batch_norm_case(p, n) for p in ("batch_norm2d.forward", "batch_norm2d.backward")
+       for n in BATCH_NORM]
 )
 RUNS = [pytest.param(case, dtype, limit, id=f"{case.piece}-{case.name}-{dtype.__name__}"
                      + ("-tight" if limit else ""))

@@ -16,9 +16,12 @@ from . import dispatch
 
 
 class BatchNorm2dCache(NamedTuple):
-    """What ``batch_norm2d_backward`` needs: the normalised input and 1/std, not x."""
-    x_hat: object        # (N, C, H, W)
-    rstd: object         # (C,)
+    """What ``batch_norm2d_backward`` needs: x (which the layer before holds anyway) and the
+    statistics the forward used, from which it recomputes x_hat, rather than x_hat itself
+    (as large as x, for every BatchNorm of a network)."""
+    x: object            # (N, C, H, W)
+    mean: object         # (C,)
+    rstd: object         # (C,), 1 / sqrt(var + eps)
     weight: object       # (C,) or None
     has_bias: bool
     training: bool
@@ -74,9 +77,9 @@ def batch_norm2d_forward(x, running_mean, running_var, weight=None, bias=None,
         raise ValueError(f"training mode needs more than one value per channel to estimate "
                          f"a variance, got x of shape {tuple(x.shape)}")
     call = dispatch.Call(dispatch.device_kind(x), x.dtype, tuple(x.shape))
-    y, x_hat, rstd = dispatch.run("batch_norm2d.forward", call, x, running_mean, running_var,
-                                  weight, bias, training, momentum, eps)
-    return y, BatchNorm2dCache(x_hat, rstd, weight, bias is not None, training)
+    y, mean, rstd = dispatch.run("batch_norm2d.forward", call, x, running_mean, running_var,
+                                 weight, bias, training, momentum, eps)
+    return y, BatchNorm2dCache(x, mean, rstd, weight, bias is not None, training)
 
 
 def batch_norm2d_backward(dy, cache: BatchNorm2dCache):
@@ -118,10 +121,10 @@ def batch_norm2d_backward(dy, cache: BatchNorm2dCache):
     The two sums are the ones the weight and bias gradients need anyway.
     """
     _checks.cache_of(cache, BatchNorm2dCache, "batch_norm2d_forward")
-    _checks.grad_shape(dy, cache.x_hat.shape, cache.x_hat.dtype)
-    array_module_of(dy=dy, x=cache.x_hat)
+    _checks.grad_shape(dy, cache.x.shape, cache.x.dtype)
+    array_module_of(dy=dy, x=cache.x)
     call = dispatch.Call(dispatch.device_kind(dy), dy.dtype, tuple(dy.shape))
-    return dispatch.run("batch_norm2d.backward", call, dy, cache.x_hat, cache.rstd,
+    return dispatch.run("batch_norm2d.backward", call, dy, cache.x, cache.mean, cache.rstd,
                         cache.weight, cache.has_bias, cache.training)
 
 

@@ -12,8 +12,8 @@ same order; 1e-5 where GEMMs sum in another order (observed: at most 3.5e-7 on t
 1e-4 where Winograd may run, whose transforms hold 4, 5, 8, 1/6 and 1/24 (observed 7.4e-6).
 """
 from ..dispatch import register
-from . import (border, correlation, cuda, gemm, phases, pool_strided, pool_tiles, pooled,
-               transpose_by_conv, windows, winograd)
+from . import (batch_norm, border, correlation, cuda, gemm, phases, pool_strided, pool_tiles,
+               pooled, transpose_by_conv, windows, winograd)
 
 # conv2d
 register("conv2d.forward", "border", border.RULE, border.applies, border.forward)
@@ -72,3 +72,9 @@ register("softmax_cross_entropy.forward", "pooled", pooled.RULE, pooled.applies,
          pooled.loss_forward)
 register("softmax_cross_entropy.backward", "pooled", pooled.RULE, pooled.applies,
          pooled.loss_backward)
+
+# batch_norm2d: the reference's math in fewer passes over memory
+register("batch_norm2d.forward", "fewer passes", batch_norm.RULE, batch_norm.applies,
+         batch_norm.forward)
+register("batch_norm2d.backward", "fewer passes", batch_norm.RULE, batch_norm.applies,
+         batch_norm.backward)

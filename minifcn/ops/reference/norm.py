@@ -9,7 +9,7 @@ from ...backend import get_array_module
 
 def batch_norm2d_forward(x, running_mean, running_var, weight, bias, training, momentum,
                          eps):
-    r"""y = gamma * x_hat + beta; returns ``(y, x_hat, rstd)``.
+    r"""y = gamma * x_hat + beta; returns ``(y, mean, rstd)``, the statistics it used.
 
     x (N, C, H, W); running_mean, running_var (C,) or None; weight (gamma), bias (beta) (C,)
     or None. With M = N*H*W values per channel:
@@ -19,6 +19,10 @@ def batch_norm2d_forward(x, running_mean, running_var, weight, bias, training, m
       *unbiased*: ``r_mean = (1 - m) r_mean + m mu``,
       ``r_var = (1 - m) r_var + m sigma^2 M / (M - 1)``, updated in place;
     * eval: :math:`\mu, \sigma^2` are the running estimates, which stay as they are.
+
+    ``mean`` is :math:`\mu` and ``rstd`` is :math:`1/\sqrt{\sigma^2 + \epsilon}`, per channel:
+    with x, which the layer before keeps anyway, they are all the backward needs (x_hat is
+    recomputed there rather than kept, as large as x, for every BatchNorm of a network).
     """
     xp = get_array_module(x)
     N, C, H, W = x.shape
@@ -32,19 +36,20 @@ def batch_norm2d_forward(x, running_mean, running_var, weight, bias, training, m
             running_var *= 1 - momentum
             running_var += (momentum * M / (M - 1)) * var         # unbiased: divided by M - 1
     else:
-        mean, var = running_mean, running_var
+        mean, var = running_mean.copy(), running_var              # kept: the running one moves
     rstd = 1 / xp.sqrt(var + x.dtype.type(eps))                   # (C,)
     x_hat = (x - mean.reshape(1, C, 1, 1)) * rstd.reshape(1, C, 1, 1)   # (N, C, H, W)
     y = x_hat if weight is None else x_hat * weight.reshape(1, C, 1, 1)
     if bias is not None:
         y = y + bias.reshape(1, C, 1, 1)
-    return y, x_hat, rstd
+    return y, mean, rstd
 
 
-def batch_norm2d_backward(dy, x_hat, rstd, weight, has_bias, training):
+def batch_norm2d_backward(dy, x, mean, rstd, weight, has_bias, training):
     r"""Gradients of :func:`batch_norm2d_forward`: ``(dx, dweight, dbias)``.
 
-    With g = gamma * rstd (rstd alone without a weight) and sums over (n, h, w):
+    With :math:`\hat x = (x - \mu)\,r` recomputed from the forward's statistics, g = gamma * r
+    (r alone without a weight) and sums over (n, h, w):
 
     .. math:: d\beta = \sum dy, \qquad d\gamma = \sum dy\, \hat x, \qquad
               dx = g\, dy \;\text{(eval)}, \qquad
@@ -55,6 +60,7 @@ def batch_norm2d_backward(dy, x_hat, rstd, weight, has_bias, training):
     dweight is None without a weight, dbias None without a bias.
     """
     N, C, H, W = dy.shape
+    x_hat = (x - mean.reshape(1, C, 1, 1)) * rstd.reshape(1, C, 1, 1)   # as in the forward
     dbias = dy.sum(axis=(0, 2, 3))                                # (C,)
     dweight = (dy * x_hat).sum(axis=(0, 2, 3))                    # (C,)
     g = rstd if weight is None else weight * rstd                 # (C,)

@@ -1,0 +1,90 @@
+r"""Batch normalisation as one scale and shift per channel, in few passes over memory.
+
+The function is ``reference/norm.py``'s; the arithmetic is arranged as PyTorch's CPU kernel
+arranges it. Per channel, with :math:`r = 1/\sqrt{\sigma^2 + \epsilon}`,
+
+.. math:: y = \gamma\,(x - \mu)\, r + \beta = x \cdot s + t, \qquad
+          s = \gamma r, \quad t = \beta - \mu s,
+
+so the forward writes y in two passes (``x * s`` into a recycled result block, ``+= t``) and
+never builds x_hat, where the reference makes four full-size temporaries. Per-channel sums run
+over the contiguous last axis of an ``(N, C, H*W)`` view (a reduction over axes 0, 2 and 3 of
+NCHW walks the array in strides), sums of products are one ``einsum``, and x - mu, which the
+variance and the backward need, is made one image at a time in scratch memory.
+
+Rounding: ``x * s + t`` loses about :math:`|\mu| / \sigma` units in the last place where the
+reference's ``(x - \mu) r`` loses none; at the ResNet's activations (a mean of the order of
+the deviation) float32 results differ from the reference's by about 1e-6 relative, and the
+parity harness holds them to 1e-5 at a mean twice the deviation.
+
+On the project's 2-core machine this takes the forward 2-3x and the backward about 1.5x
+faster than the reference at FCN-ResNet50's shapes (``benchmarks/bench_batch_norm.py``).
+"""
+from __future__ import annotations
+
+from ... import memory
+from ...backend import get_array_module
+
+RULE = "any array: the reference's function as a per-channel scale and shift, in few passes"
+
+
+def applies(call) -> bool:
+    return True
+
+
+def forward(x, running_mean, running_var, weight, bias, training, momentum, eps):
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    M = N * H * W
+    x3 = x.reshape(N, C, H * W)
+    if training:
+        mean = x3.sum(axis=2).sum(axis=0) / M                         # (C,)
+        var = _centred_products(xp, x3, x3, mean) / M                 # biased
+        if running_mean is not None:
+            running_mean *= 1 - momentum
+            running_mean += momentum * mean
+            running_var *= 1 - momentum
+            running_var += (momentum * M / (M - 1)) * var             # unbiased
+    else:
+        mean, var = running_mean.copy(), running_var
+    rstd = 1 / xp.sqrt(var + x.dtype.type(eps))
+    scale = rstd if weight is None else weight * rstd                 # s = gamma r
+    shift = -mean * scale if bias is None else bias - mean * scale    # t = beta - mu s
+    y = memory.result(xp, x3.shape, x.dtype, "batch_norm2d forward")
+    xp.multiply(x3, scale[:, None], out=y)
+    y += shift[:, None]
+    return y.reshape(x.shape), mean, rstd
+
+
+def backward(dy, x, mean, rstd, weight, has_bias, training):
+    xp = get_array_module(dy)
+    N, C, H, W = dy.shape
+    M = N * H * W
+    dy3, x3 = dy.reshape(N, C, H * W), x.reshape(N, C, H * W)
+    dbias = dy3.sum(axis=2).sum(axis=0)                               # (C,)
+    dweight = _centred_products(xp, dy3, x3, mean) * rstd             # sum dy x_hat
+    g = rstd if weight is None else weight * rstd
+    dx = memory.result(xp, dy3.shape, dy.dtype, "batch_norm2d backward")
+    xp.multiply(dy3, g[:, None], out=dx)                              # g dy
+    if training:             # - g (dbias + x_hat dweight) / M, x_hat = (x - mu) r
+        k, c = g * rstd * dweight / M, g * dbias / M
+        with memory.scratch(xp, x3.shape[1:], x.dtype, "batch_norm2d backward") as centred:
+            for n in range(N):
+                xp.subtract(x3[n], mean[:, None], out=centred)
+                centred *= k[:, None]
+                centred += c[:, None]
+                dx[n] -= centred
+    return (dx.reshape(dy.shape), dweight if weight is not None else None,
+            dbias if has_bias else None)
+
+
+def _centred_products(xp, a3, x3, mean):
+    """Per channel, the sum over (n, l) of ``a3 * (x3 - mean)``: (C,). x - mean is made one
+    image at a time in scratch memory."""
+    N, C, L = x3.shape
+    total = xp.zeros(C, x3.dtype)
+    with memory.scratch(xp, (C, L), x3.dtype, "batch_norm2d (x - mean)") as centred:
+        for n in range(N):
+            xp.subtract(x3[n], mean[:, None], out=centred)
+            total += xp.einsum("cl,cl->c", a3[n], centred)
+    return total
