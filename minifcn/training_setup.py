@@ -121,9 +121,10 @@ class TrainingSetup(NamedTuple):
         ``model`` is any name in :data:`minifcn.models.MODELS`. The ResNet-50 segmenters
         take ``width`` and ``aux`` (the auxiliary head, its loss weighted ``aux_weight``);
         U-Net takes ``base`` (default: 64 channels scaled by ``width``, as ``summary`` and
-        ``bench`` scale it) and ``depth``, and its sizes are checked here (the crop, else
-        the first training item, and the first validation item). ``init`` and ``dropout``
-        are the VGG16 FCNs' only.
+        ``bench`` scale it) and ``depth``; its sizes are checked here (the crop, else every
+        training item, and every validation item: see
+        :func:`~minifcn.training_models.check_unet_sizes`), and ``scale`` needs a ``crop``.
+        ``init`` and ``dropout`` are the VGG16 FCNs' only.
         """
         n_class = train_set.n_class
         names = tuple(getattr(train_set, "classes", None)
@@ -131,16 +132,17 @@ class TrainingSetup(NamedTuple):
                       or (f"class{i}" for i in range(n_class)))
         net, family = build_network(model, n_class, width=width, init=init, dropout=dropout,
                                     seed=seed, aux=aux, base=base, depth=depth)
+        train_items, val_items = train_set, val_set
         if model == "unet":
-            check_unet_sizes(net, train_set, val_set, crop)
+            train_items, val_items = check_unet_sizes(net, train_set, val_set, crop, scale)
         width = net.width if init is not None else width
         net.to(device)
         opt = _optimizer(net, optimizer, lr, momentum, weight_decay, betas)
         sched = LRScheduler(opt, schedule, warmup=warmup, **_schedule_options(schedule, iters))
         transform = AugmentThenNormalize(crop, scale, flip, preprocess)
-        batches = BatchStream(train_set, batch_size, seed=np.random.default_rng([seed, 1]),
+        batches = BatchStream(train_items, batch_size, seed=np.random.default_rng([seed, 1]),
                               transform=transform)
-        val = None if val_set is None else EvalBatches(val_set, preprocess, val_batch_size)
+        val = None if val_set is None else EvalBatches(val_items, preprocess, val_batch_size)
         config = {"model": model, "width": float(width), "n_class": int(n_class),
                   "classes": list(names), "init": None if init is None else os.fspath(init),
                   "device": device, "batch_size": int(batch_size), "optimizer": optimizer,

@@ -206,3 +206,51 @@ def test_a_bad_aux_weight_is_refused_by_name(weight):
     with pytest.raises(ValueError, match="aux_weight must be a finite number"):
         train(model, Adam(model.parameters()), iter([]), iters=1, aux_weight=weight,
               progress=False)
+
+
+def _unet_setup(**options):
+    """A U-Net run as ``minifcn train --arch unet`` builds it: base 4, depth 2, 48x48."""
+    from minifcn.training_setup import TrainingSetup
+
+    data, val = ShapesDataset(6, size=48, seed=0), ShapesDataset(2, size=48, seed=1)
+    options = {"width": WIDTH, "depth": 2, **options}
+    return TrainingSetup.build(data, val, model="unet", batch_size=2, lr=3e-3, iters=5,
+                               **options)
+
+
+def test_unet_resume_is_exact_log_and_parameters(tmp_path):
+    """5 iterations in one run equal 2, stop, resume to 5, bit for bit: every log.csv row
+    (a logging window spans the stop: rows every 3, validation at 4) and every parameter
+    and Adam moment."""
+    runs = {}
+    for name, stops in (("once", [None]), ("twice", [2, None])):
+        out = tmp_path / name
+        for stop in stops:
+            resume = None if stop is not None or name == "once" else out / "last.npz"
+            setup = _unet_setup()
+            setup.run(out, val_every=4, log_every=3, resume=resume, stop_after=stop,
+                      progress=False)
+        runs[name] = ((out / "log.csv").read_text(), setup.model.state_dict(),
+                      setup.optimizer.state_dict())
+    (log, weights, moments), (log2, weights2, moments2) = runs["once"], runs["twice"]
+    assert [row.split(",")[0] for row in log.splitlines()[1:]] == ["3", "4", "5"]
+    assert log2 == log
+    assert weights.keys() == weights2.keys() and "up.1.weight" in weights
+    for name in weights:
+        np.testing.assert_array_equal(weights2[name], weights[name], err_msg=name)
+    np.testing.assert_equal(moments2, moments)
+
+
+@pytest.mark.parametrize("option, expected", [
+    ({"depth": 1}, "depth: 2 in the checkpoint, 1 now"),
+    ({"base": 8}, "base: 4 in the checkpoint, 8 now"),
+], ids=["depth", "base"])
+def test_unet_resume_with_another_depth_or_base_is_refused_by_name(tmp_path, option,
+                                                                   expected):
+    from minifcn.checkpoint import ResumeMismatch, checkpoint_config
+
+    _unet_setup().run(tmp_path, stop_after=1, progress=False)
+    _, config = checkpoint_config(tmp_path / "last.npz")
+    assert (config["base"], config["depth"]) == (4, 2)
+    with pytest.raises(ResumeMismatch, match=expected):
+        _unet_setup(**option).run(tmp_path, resume=tmp_path / "last.npz", progress=False)

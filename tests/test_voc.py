@@ -230,3 +230,25 @@ def test_read_label_rejects_negative_wide_values(tmp_path):
     Image.fromarray(np.full((4, 4), -1, np.int32)).save(path)
     with pytest.raises(DatasetError, match=r"wide\.tif holds values \[-1\]"):
         read_label(path)
+
+
+def test_item_sizes_come_from_the_headers_as_the_items_are_read(voc, monkeypatch):
+    """Each item's (H, W) as ``[i]`` gives it (a greyscale JPEG, an RGBA PNG, a JPEG stored
+    turned with EXIF orientation 6), from the headers: a JPEG's pixels are not decoded."""
+    from PIL import ImageFile
+
+    root, _ = voc
+    img = Image.fromarray(_image(0, h=W, w=H))                  # stored 16x12, shown 12x16
+    exif = img.getexif()
+    exif[0x0112] = 6
+    img.save(root / "JPEGImages" / "a.jpg", exif=exif.tobytes())
+    data = VOCSegmentation(root)
+    assert data.item_sizes() == [data[i][0].shape[:2] for i in range(len(data))]
+    assert data.item_sizes()[0] == (H, W)
+    assert VOCSegmentation(root, transform=lambda image, label: 0).item_sizes() is None
+
+    def no_decoding(self):
+        raise AssertionError(f"{self.filename} decoded")
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    (root / "ImageSets/Segmentation/jpegs.txt").write_text("a\nb\nd\n")
+    assert VOCSegmentation(root, "jpegs").item_sizes() == [(H, W)] * 3

@@ -204,6 +204,9 @@ def _check_family_options(args) -> None:
         option, family = given[0]
         raise UserError(f"train: {option} applies to {', '.join(family)}, not --arch "
                         f"{args.arch}")
+    if args.arch == "unet" and args.crop is None and tuple(args.scale) != (1.0, 1.0):
+        raise UserError("train: --scale without --crop gives U-Net rescaled sizes, most of "
+                        "which it cannot take; give --crop (a size it takes) too")
     if not math.isfinite(args.aux_weight) or args.aux_weight < 0:
         raise UserError(f"train: --aux-weight must be at least 0, got {args.aux_weight}")
 

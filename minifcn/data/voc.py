@@ -18,7 +18,7 @@ import warnings
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
@@ -68,6 +68,19 @@ def read_image(path) -> np.ndarray:
             return np.asarray(img, dtype=np.uint8).copy()
         except (OSError, SyntaxError, ValueError) as err:
             raise DatasetError(f"cannot decode image {path}: {err}") from err
+
+
+def image_size(path) -> tuple[int, int]:
+    """``(H, W)`` of the image :func:`read_image` returns, EXIF orientation applied, read
+    from the file's header: a JPEG's pixels are not decoded (a PNG's may be, to find its
+    EXIF block)."""
+    with _open(path) as img:
+        try:
+            orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+        except (OSError, SyntaxError, ValueError) as err:
+            raise DatasetError(f"cannot read image file {path}: {err}") from err
+        width, height = img.size
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)  # turned
 
 
 def read_label(path, n_class: int = len(VOC_CLASSES)) -> np.ndarray:
@@ -179,6 +192,14 @@ class VOCSegmentation:
                 f"label {label_file} is {label.shape[1]}x{label.shape[0]} (WxH) but its "
                 f"image {image_file} is {image.shape[1]}x{image.shape[0]}")
         return image, label
+
+    def item_sizes(self) -> list[tuple[int, int]] | None:
+        """Each item's ``(H, W)`` in index order, from the image files' headers (see
+        :func:`image_size`), so a whole set is checked cheaply before training; None with a
+        ``transform``, which may change them."""
+        if self.transform is not None:
+            return None
+        return [image_size(self.image_path(image_id)) for image_id in self.ids]
 
     def _read_split(self) -> list[str]:
         if not isinstance(self.split, str) or not self.split or "/" in self.split \
