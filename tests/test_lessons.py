@@ -18,7 +18,8 @@ import minifcn.ops as ops
 ROOT = pathlib.Path(__file__).parent.parent
 LESSONS = ROOT / "examples" / "lessons"
 ORDER = ["01_im2col", "02_conv_transpose", "03_max_pool", "04_bilinear", "05_softmax_loss",
-         "06_fcn8s", "07_your_layer", "08_classifier_to_segmenter"]
+         "06_fcn8s", "07_your_layer", "08_classifier_to_segmenter",
+         "09_dilation_groups_batch_norm"]
 
 
 def run_lesson(name, tmp_path, monkeypatch, capsys):
@@ -215,6 +216,55 @@ def test_lesson_08_classifier_to_segmenter(tmp_path, monkeypatch, capsys):
     assert g["fc6_is_reshape"] and g["fc7_is_reshape"]
     assert "score_fr 16x16" in out and "all zero: True" in out
     assert g["torch_diff"] is None or g["torch_diff"] < 1e-12
+
+
+def test_lesson_09_dilation_groups_batch_norm(tmp_path, monkeypatch, capsys):
+    g, out = run_lesson("09_dilation_groups_batch_norm", tmp_path, monkeypatch, capsys)
+    x9, w3 = g["x9"], g["w3"]
+    for d in (2, 3):                                    # tap (i, j) at (iD, jD), zeros between
+        big = g["stuffed"][d]
+        assert big.shape == (3, 2, 2 * d + 1, 2 * d + 1)
+        np.testing.assert_array_equal(big[:, :, ::d, ::d], w3)
+        assert np.count_nonzero(big) == w3.size
+        dilated = ops.conv2d_forward(x9, w3, padding=d, dilation=d)[0]
+        np.testing.assert_allclose(ops.conv2d_forward(x9, big, padding=d)[0], dilated,
+                                   rtol=0, atol=1e-12)
+        assert small(g["stuffed_diff"][d])
+    assert g["fields"] == {(1, 1, 1): 7, (1, 2, 4): 15}
+    assert g["sizes_os8"] == [260, 130, 65, 65, 65] and g["sizes_os32"][-1] == 17
+    assert g["backbone_maps"] == {(False, True, True): (9, 9), (False, False, False): (3, 3)}
+    assert g["block_dilations"] == {"layer3": [1, 2, 2, 2, 2, 2], "layer4": [2, 4, 4]}
+    p = np.arange(65)
+    for r in (12, 24, 36):                              # taps inside, per axis, outer product
+        along = 1 + (p >= r) + (p <= 64 - r)
+        np.testing.assert_array_equal(g["taps"][r], np.outer(along, along))
+    assert g["taps"][36][32, 32] == 1 and not (g["taps"][36] == 9).any()
+    assert (g["taps"][36] == 1).sum() == 49 and g["taps"][36].mean() < 4
+    assert small(g["centre_diff"]) and small(g["pool_spread"]) and small(g["pool_branch_diff"])
+    assert g["joined"].shape == (1, 10, 65, 65) and g["aspp_out"].shape == (1, 2, 65, 65)
+    D, P = g["D"], g["P"]
+    np.testing.assert_allclose(g["W_full"], np.einsum("fc,cij->fcij", P[:, :, 0, 0], D[:, 0]),
+                               rtol=0, atol=0)
+    assert small(g["separable_diff"])
+    assert g["counts"][(256, 256)] == (589_824, 67_840)
+    assert all(small(diff) for diff in g["grouped_diffs"])
+    x = g["x_bn"]
+    biased, unbiased = x.var(axis=(0, 2, 3)), x.var(axis=(0, 2, 3), ddof=1)
+    np.testing.assert_allclose(g["var_unbiased"], unbiased, rtol=1e-14)
+    np.testing.assert_allclose(g["running_var_1"], 0.9 + 0.1 * unbiased, rtol=1e-14)
+    assert small(g["running_unbiased_diff"]) and g["running_biased_diff"] > 1e-3
+    x_hat = (x - x.mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(biased + 1e-5)[:, None, None]
+    np.testing.assert_allclose(g["x_hat"], x_hat, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(g["eval_ratio"].mean(axis=(0, 2, 3)),
+                               np.sqrt((biased + 1e-5) / (unbiased + 1e-5)), rtol=1e-9)
+    assert small(g["formula_diff"]) and np.abs(g["dx_sums"]).max() < 1e-12
+    np.testing.assert_allclose(g["dx_dot_xhat"], g["eps_term"], rtol=1e-8)
+    assert g["report"].passed and g["naive"].failures() == ["x"]
+    assert g["torch_diff"] is None or g["torch_diff"] < 1e-12
+    assert g["down"][-1] == 32 and g["up"] == [28, 56, 52, 104, 100, 200, 196, 392, 388]
+    assert "unet_sizes.output_size(572, depth=4) = 388" in out
+    assert "492 or 508" in g["size_error"] and g["unet_out"].shape[2:] == (20, 36)
+    assert "60 or 64" in g["unet_error"]
 
 
 def test_a_lesson_without_pytorch_says_so(tmp_path, monkeypatch, capsys):
