@@ -19,7 +19,7 @@ ROOT = pathlib.Path(__file__).parent.parent
 LESSONS = ROOT / "examples" / "lessons"
 ORDER = ["01_im2col", "02_conv_transpose", "03_max_pool", "04_bilinear", "05_softmax_loss",
          "06_fcn8s", "07_your_layer", "08_classifier_to_segmenter",
-         "09_dilation_groups_batch_norm"]
+         "09_dilation_aspp", "10_groups_batch_norm"]
 
 
 def run_lesson(name, tmp_path, monkeypatch, capsys):
@@ -218,8 +218,8 @@ def test_lesson_08_classifier_to_segmenter(tmp_path, monkeypatch, capsys):
     assert g["torch_diff"] is None or g["torch_diff"] < 1e-12
 
 
-def test_lesson_09_dilation_groups_batch_norm(tmp_path, monkeypatch, capsys):
-    g, out = run_lesson("09_dilation_groups_batch_norm", tmp_path, monkeypatch, capsys)
+def test_lesson_09_dilation_aspp(tmp_path, monkeypatch, capsys):
+    g, out = run_lesson("09_dilation_aspp", tmp_path, monkeypatch, capsys)
     x9, w3 = g["x9"], g["w3"]
     for d in (2, 3):                                    # tap (i, j) at (iD, jD), zeros between
         big = g["stuffed"][d]
@@ -242,6 +242,10 @@ def test_lesson_09_dilation_groups_batch_norm(tmp_path, monkeypatch, capsys):
     assert (g["taps"][36] == 1).sum() == 49 and g["taps"][36].mean() < 4
     assert small(g["centre_diff"]) and small(g["pool_spread"]) and small(g["pool_branch_diff"])
     assert g["joined"].shape == (1, 10, 65, 65) and g["aspp_out"].shape == (1, 2, 65, 65)
+
+
+def test_lesson_10_groups_batch_norm(tmp_path, monkeypatch, capsys):
+    g, out = run_lesson("10_groups_batch_norm", tmp_path, monkeypatch, capsys)
     D, P = g["D"], g["P"]
     np.testing.assert_allclose(g["W_full"], np.einsum("fc,cij->fcij", P[:, :, 0, 0], D[:, 0]),
                                rtol=0, atol=0)
