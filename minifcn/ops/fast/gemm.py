@@ -90,6 +90,15 @@ def plan(conv: ConvShape, cost):
     return [(n, n + 1, r0, r1) for n in range(N) for r0, r1 in rows]
 
 
+def gemm_plan(conv: ConvShape, cost):
+    """The chunks of this path's three GEMMs: :func:`plan`'s, except for a 1x1 convolution,
+    which goes image by image (each image of x is its own im2col and each of dy its own
+    ``dY``, views that take no memory), where whole batches would be copied."""
+    if conv.pointwise:
+        return [(n, n + 1, 0, conv.out[0]) for n in range(conv.x_shape[0])]
+    return plan(conv, cost)
+
+
 @contextlib.contextmanager
 def chunk_columns(x, conv: ConvShape, chunk):
     """im2col of the chunk: (CKK, images*rows*OW), in scratch (or a view of x)."""
@@ -130,7 +139,7 @@ def forward(x, weight, bias, stride, padding, dilation, what="conv2d forward"):
     w_mat = weight.reshape(F, -1)                                    # (F, CKK)
     y = memory.result(xp, (x.shape[0], F) + conv.out, x.dtype,
                       conv.describe)                               # (N, F, OH, OW)
-    for chunk in plan(conv, conv.col_bytes):
+    for chunk in gemm_plan(conv, conv.col_bytes):
         n0, n1, r0, r1 = chunk
         with chunk_columns(x, conv, chunk) as col:                   # (CKK, images*L)
             L = (r1 - r0) * conv.out[1]
@@ -145,8 +154,10 @@ def input_grad(dy, weight, x_shape, stride, padding, dilation, what="conv2d inpu
     dy = xp.ascontiguousarray(dy)
     conv = conv_shape(xp, x_shape, weight.shape, stride, padding, dilation, dy.dtype, what)
     w_t = weight.reshape(weight.shape[0], -1).T                      # (CKK, F)
-    dx = memory.result(xp, x_shape, dy.dtype, conv.describe, zeros=True)  # (N, C, H, W)
-    for chunk in plan(conv, lambda k, r: max(conv.col_bytes(k, r), conv.rows_bytes(k, r))):
+    dx = memory.result(xp, x_shape, dy.dtype, conv.describe,
+                       zeros=not conv.pointwise)                     # (N, C, H, W)
+    for chunk in gemm_plan(conv, lambda k, r: max(conv.col_bytes(k, r),
+                                                 conv.rows_bytes(k, r))):
         n0, n1, r0, r1 = chunk
         if conv.pointwise and n1 - n0 == 1:                          # dcol is dx itself
             xp.matmul(w_t, image_rows(dy, n0, r0, r1), out=image_rows(dx, n0, r0, r1))
@@ -183,8 +194,9 @@ def weight_grad(dy, x, weight_shape, stride, padding, dilation, what="conv2d wei
     x, dy = xp.ascontiguousarray(x), xp.ascontiguousarray(dy)
     conv = conv_shape(xp, x.shape, weight_shape, stride, padding, dilation, x.dtype, what)
     F = weight_shape[0]
-    chunks = plan(conv, lambda k, r: max(conv.col_bytes(k, r),
-                                         F * k * r * conv.out[1] * conv.itemsize if k > 1 else 0))
+    chunks = gemm_plan(conv, lambda k, r: max(conv.col_bytes(k, r),
+                                              F * k * r * conv.out[1] * conv.itemsize
+                                              if k > 1 else 0))
     transposed = not conv.gpu and F <= TRANSPOSED_DW_FILTERS
     acc = None
     for chunk in chunks:
