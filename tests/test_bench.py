@@ -209,9 +209,12 @@ def test_table_cells_and_rows_by_hand():
     ("bench_layers.py", ["--layers", "crop", "--warmup", "0", "--no-torch"], "crop "),
     ("bench_batch_norm.py", ["--layers", "layer2", "--warmup", "0", "--no-torch"],
      "layer2  train "),
+    ("bench_grouped_conv.py", ["--layers", "dw3x3-N2", "--warmup", "0", "--no-torch"],
+     "dw3x3-N2   64 "),
     ("profile_conv.py", ["--layer", "conv5_1", "--what-if"], "fwd  = conv2d_forward "),
     ("profile_layers.py", ["--layer", "drop6", "--what-if"], "bwd  = dropout_backward "),
-], ids=["bench_conv", "bench_layers", "bench_batch_norm", "profile_conv", "profile_layers"])
+], ids=["bench_conv", "bench_layers", "bench_batch_norm", "bench_grouped_conv", "profile_conv",
+        "profile_layers"])
 def test_benchmark_script_runs(script, options, row):
     done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--repeat", "1"] + options,
                           capture_output=True, text=True, timeout=120)

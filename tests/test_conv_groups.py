@@ -1,14 +1,14 @@
 """Grouped and depthwise conv2d through the public op and the layer: PyTorch's results in
-float64 (forward and autograd backward, under both algorithms), gradcheck of the layer, the
-fast paths stepping aside, and errors that name ``groups``. The reference itself is checked
-against the naive loop in test_reference.py."""
+float64 (forward and autograd backward, under both algorithms), gradcheck of the layer, only
+the grouped fast path taking them, and errors that name ``groups``. The reference itself is
+checked against the naive loop in test_reference.py."""
 import numpy as np
 import pytest
 
 from minifcn import ops
 from minifcn.gradcheck import check_module
 from minifcn.nn import Conv2d
-from minifcn.ops import conv2d_backward, conv2d_forward
+from minifcn.ops import conv2d_backward, conv2d_forward, dispatch
 
 from helpers import rel_error
 
@@ -44,9 +44,23 @@ def test_grouped_conv2d_layer_passes_gradcheck(rng):
     assert check_module(layer, rng.standard_normal((2, 4, 5, 5))).passed
 
 
-def test_no_fast_path_takes_a_grouped_convolution():
-    report = ops.explain("conv2d", (1, 256, 16, 16), (8, 128, 3, 3), padding=1, groups=2)
-    assert set(report.choices.values()) == {"reference"}
+@pytest.mark.parametrize("x_shape, w_shape, options", [
+    ((1, 256, 16, 16), (8, 128, 3, 3), {"padding": 1}),             # Winograd's shape
+    ((1, 4, 6, 5), (4, 1, 3, 3), {"padding": 10}),                   # the border's
+    ((2, 8, 9, 8), (8, 2, 1, 1), {}),                                # pointwise
+    ((1, 6, 9, 9), (6, 3, 3, 3), {"stride": 2, "dilation": 2}),
+], ids=["winograd-shape", "border-shape", "pointwise", "s2-d2"])
+def test_only_the_grouped_path_takes_a_grouped_convolution(x_shape, w_shape, options):
+    """Every other conv2d path still refuses groups (it would read the wrong channels); on
+    CuPy the reference runs."""
+    groups = x_shape[1] // w_shape[1]
+    report = ops.explain("conv2d", x_shape, w_shape, groups=groups, **options)
+    assert set(report.choices.values()) == {"grouped"}
+    for piece in ("conv2d.forward", "conv2d.input_grad", "conv2d.weight_grad"):
+        taking = [p.name for p in dispatch.paths(piece) if p.applies(report.call)]
+        assert taking == ["grouped"], piece
+    on_gpu = ops.explain("conv2d", x_shape, w_shape, groups=groups, device="cuda", **options)
+    assert set(on_gpu.choices.values()) == {"reference"}
     assert ops.explain("conv2d", (1, 256, 16, 16), (8, 256, 3, 3),
                        padding=1).choices["conv2d.forward"] == "winograd"
 

@@ -66,10 +66,21 @@ CONV = {  # name: (N, C, F, (H, W), kernel, stride, padding, dilation)
     "winograd-C128-p2-N2": (2, 128, 4, (7, 6), 3, 1, 2, 1),
     "winograd-C127": (1, 127, 4, (8, 8), 3, 1, 1, 1),
     "winograd-C128-s2": (1, 128, 4, (8, 8), 3, 2, 1, 1),
-    # grouped: no fast path takes them (a path that did would read the wrong channels)
+    # grouped (the last field, G): only the grouped path takes them (another path would read
+    # the wrong channels). Tight: groups2-k3 runs a group a block, depthwise-C16 blocks of 8;
+    # the single group of the *-one-*-tight cases is over the limit (each group by gemm).
     "groups2-k3-s1-p1": (2, 4, 6, (9, 8), 3, 1, 1, 1, 2),
     "groups2-C256-winograd-shape": (1, 256, 4, (6, 6), 3, 1, 1, 1, 2),
+    "groups4-k3-s2-p2-d2": (2, 8, 12, (11, 10), 3, 2, 2, 2, 4),
+    "groups2-k(2,3)-s(1,3)-p(1,0)": (1, 6, 4, (7, 11), (2, 3), (1, 3), (1, 0), 1, 2),
+    "groups2-one-group-tight": (2, 8, 4, (16, 15), 3, 1, 1, 1, 2),
     "depthwise-k3-s1-p10-border": (1, 3, 3, (6, 5), 3, 1, 10, 1, 3),
+    "depthwise-C16-k3-s1-p1": (2, 16, 16, (12, 11), 3, 1, 1, 1, 16),
+    "depthwise-M2-k3-s(2,1)-p2-d2": (2, 3, 6, (11, 9), 3, (2, 1), 2, 2, 3),
+    "depthwise-k(3,5)-s(3,2)-p(0,3)-d(2,1)": (1, 4, 4, (13, 12), (3, 5), (3, 2), (0, 3),
+                                              (2, 1), 4),
+    "depthwise-M3-k1-s1-p0": (2, 2, 6, (5, 6), 1, 1, 0, 1, 2),
+    "depthwise-one-plane-tight": (1, 2, 2, (56, 56), 3, 1, 1, 1, 2),
 }
 
 
@@ -238,6 +249,9 @@ def _loss_case(piece, name):
 BATCH_NORM = {  # name: (x shape, training, affine)
     "train-affine": ((2, 3, 5, 4), True, True), "train-plain": ((3, 2, 1, 1), True, False),
     "eval-affine": ((2, 3, 5, 4), False, True), "eval-plain": ((1, 4, 3, 2), False, False),
+    # under the tight limit x - mean is made in pieces of 2 and 1 images, or image by image
+    "train-pieces": ((3, 2, 20, 40), True, True), "eval-pieces": ((3, 2, 20, 40), False, True),
+    "train-images": ((2, 4, 30, 40), True, True),
 }
 
 

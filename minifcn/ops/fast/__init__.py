@@ -12,10 +12,13 @@ same order; 1e-5 where GEMMs sum in another order (observed: at most 3.5e-7 on t
 1e-4 where Winograd may run, whose transforms hold 4, 5, 8, 1/6 and 1/24 (observed 7.4e-6).
 """
 from ..dispatch import register
-from . import (batch_norm, border, correlation, cuda, gemm, phases, pool_strided, pool_tiles,
-               pooled, transpose_by_conv, windows, winograd)
+from . import (batch_norm, border, correlation, cuda, gemm, grouped, phases, pool_strided,
+               pool_tiles, pooled, transpose_by_conv, windows, winograd)
 
-# conv2d
+# conv2d (grouped applies only where groups > 1, every other path only where groups == 1)
+register("conv2d.forward", "grouped", grouped.RULE, grouped.applies, grouped.forward)
+register("conv2d.input_grad", "grouped", grouped.RULE, grouped.applies, grouped.input_grad)
+register("conv2d.weight_grad", "grouped", grouped.RULE, grouped.applies, grouped.weight_grad)
 register("conv2d.forward", "border", border.RULE, border.applies, border.forward)
 register("conv2d.input_grad", "border", border.RULE, border.applies, border.input_grad)
 register("conv2d.weight_grad", "border", border.RULE, border.applies, border.weight_grad)
