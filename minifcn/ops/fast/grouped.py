@@ -1,10 +1,10 @@
 r"""Grouped and depthwise conv2d (groups > 1) on the CPU, a block of channels at a time.
 
 The reference computes groups as one im2col of every channel and a batched GEMM over the
-groups. This path computes the same products over *padded flat planes*: a block of channels
-is copied into zeros of (Hp, Wp) (:class:`Planes`), and the output is computed "wide", each
-output row R positions long of which the first OW are kept. Then kernel tap (i, j) reads
-the flat planes at one offset with one step,
+groups. This path computes the same products over *padded flat planes*
+(:class:`.planes.Planes`): a block of channels is copied into zeros of (Hp, Wp), and the
+output is computed "wide", each output row R positions long of which the first OW are
+kept. Then kernel tap (i, j) reads the flat planes at one offset with one step,
 
 .. math:: y_{wide}[n, f, l] \mathrel{+}= W[f, c, i, j]\; x_{flat}[n, c, (iD_H W_p + jD_W) + S_W l]
 
@@ -12,13 +12,13 @@ so every tap is a single long strided slice, and the blocks are sized to stay in
 
 * **Depthwise** (one input channel per group, ``C/G = 1``; M = F/C filters per channel):
   the products are too small for a GEMM, so each tap is one broadcast multiply-add over the
-  block; the input gradient adds each tap's ``W dy`` back at the same offsets, and the
-  weight gradient is one dot product per channel and tap.
-* **Several channels per group**: im2col of the block is one copy of a strided view of the
-  planes (:meth:`Planes.columns`), then one batched GEMM over the block's groups, as the
-  reference; col2im adds the columns back a tap at a time. When a single group does not fit
-  the workspace limit, each group is an ordinary convolution and runs :mod:`.gemm`, which
-  splits it further.
+  block (:mod:`.depthwise`); the input gradient adds each tap's ``W dy`` back at the same
+  offsets, and the weight gradient is one dot product per channel and tap.
+* **Several channels per group** (here): im2col of the block is one copy of a strided view
+  of the planes (:meth:`.planes.Planes.columns`), then one batched GEMM over the block's
+  groups, as the reference; col2im adds the columns back a tap at a time. When a single
+  group does not fit the workspace limit, each group is an ordinary convolution and runs
+  :mod:`.gemm`, which splits it further.
 
 The weight gradients sum in another order than the reference's GEMM (float32: a few units
 in the last place, as :mod:`.gemm`'s chunks); forward and input gradient of a depthwise
@@ -26,23 +26,19 @@ convolution sum the taps in another order too.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from ... import memory
 from . import gemm
-from .windows import window_slices
+from .depthwise import depthwise_forward, depthwise_input_grad, depthwise_weight_grad
+from .planes import carve, channel_blocks, flat_planes, out_size
 
 RULE = ("CPU, groups > 1: depthwise as KH*KW multiply-adds over blocks of channels, several "
         "channels per group as im2col and batched GEMMs over blocks of groups, under the "
         "workspace limit")
 
-# Block sizes, measured at 65x65 (1 thread): depthwise blocks of 16 channels (about 0.8 MiB)
-# beat 4, 8 and 32; 32 groups of 8 channels ran 10-15% faster in 2 MiB blocks than in 8 MiB
-# ones, and 40% faster than in one block of the whole layer.
-CHUNK_BYTES = 2 ** 20     # a depthwise block's planes: about one core's L2 cache
+# Measured at 65x65 (1 thread): 32 groups of 8 channels ran 10-15% faster in 2 MiB blocks
+# than in 8 MiB ones, and 40% faster than in one block of the whole layer.
 GROUP_BYTES = 2 ** 21     # a block of groups' planes, columns and products
 
 
@@ -52,177 +48,22 @@ def applies(call) -> bool:
     return call.groups > 1 and call.device == "cpu"
 
 
-def _out_size(x_shape, w_shape, stride, padding, dilation):
-    """(OH, OW) of a convolution."""
-    return tuple((x_shape[2 + a] + 2 * padding[a] - dilation[a] * (w_shape[2 + a] - 1) - 1)
-                 // stride[a] + 1 for a in range(2))
-
-
-def _taps(x_hw, out_hw, kernel, stride, padding, dilation):
-    """(i, j, (output rows, output cols), (input rows, input cols)) of every kernel tap that
-    reaches the image: output p reads input ``p*S - P + i*D``."""
-    for i in range(kernel[0]):
-        for j in range(kernel[1]):
-            found = window_slices(x_hw, out_hw, stride, padding, dilation, i, j)
-            if found is not None:
-                (p, h), (q, w) = found
-                yield i, j, (p, q), (h, w)
-
-
-# --- Padded flat planes -------------------------------------------------------------------
-
-class Planes(NamedTuple):
-    """A block of channels laid out flat so that every tap is one long strided slice.
-
-    Each plane is copied into zeros of (Hp, Wp), Wp a multiple of SW. The output is computed
-    "wide", R = SH*Wp/SW positions a row of which the first OW are the output's, so that wide
-    position l of tap (i, j) reads flat position ``offsets[(i, j)] + SW*l``."""
-    Hp: int
-    Wp: int
-    R: int                      # wide output row: (OH, R), columns OW: unused
-    length: int                 # OH * R
-    offsets: tuple              # i*DH*Wp + j*DW, in (i, j) order
-    step: int                   # SW
-    kernel: tuple               # (KH, KW)
-    dilation: tuple             # (DH, DW)
-
-    def tap(self, flat, t):
-        """The (..., OH*R) view of flat planes (..., Hp*Wp) that tap t reads or writes."""
-        o = self.offsets[t]
-        return flat[..., o:o + self.step * (self.length - 1) + 1:self.step]
-
-    def columns(self, planes):
-        """im2col of padded planes (c, Hp, Wp) as a view (c, KH, KW, OH*R), no copy."""
-        s = planes.strides[2]
-        return as_strided(planes, (planes.shape[0],) + self.kernel + (self.length,),
-                          (planes.strides[0], self.dilation[0] * self.Wp * s,
-                           self.dilation[1] * s, self.step * s), writeable=False)
-
-
-def _planes(x_hw, kernel, stride, padding, dilation, out) -> Planes:
-    (H, W), (KH, KW), (SH, SW), (PH, PW), (DH, DW) = x_hw, kernel, stride, padding, dilation
-    Wp = -(-(W + 2 * PW) // SW) * SW
-    Hp = max(H + 2 * PH, DH * (KH - 1) + out[0] * SH) + 1          # the last tap's reach
-    offsets = tuple(i * DH * Wp + j * DW for i in range(KH) for j in range(KW))
-    return Planes(Hp, Wp, SH * Wp // SW, out[0] * SH * Wp // SW, offsets, SW, (KH, KW),
-                  (DH, DW))
-
-
-def _carve(buf, *shapes):
-    """Consecutive views of the scratch buffer ``buf`` (1-D), one per shape."""
-    views, start = [], 0
-    for shape in shapes:
-        size = int(np.prod(shape))
-        views.append(buf[start:start + size].reshape(shape))
-        start += size
-    return views
-
-
-def _blocks(count, each, budget, what):
-    """Blocks of channels (or groups), ``each`` bytes of scratch one, of about ``budget``
-    bytes (or of one where one is larger), or None when one alone does not fit the workspace
-    limit: each group then runs :mod:`.gemm`, which splits it further."""
-    if not memory.fits(each):
-        return None
-    return memory.chunks(count, lambda k: k * each, what, budget=max(budget, each))
-
-
-# --- Depthwise: the KH*KW taps as multiply-adds ----------------------------------------------
-
-def _depthwise_forward(x, weight, stride, padding, dilation, out, what):
-    N, C, H, W = x.shape
-    F, _, KH, KW = weight.shape
-    M, (PH, PW) = F // C, padding                                  # M filters per channel
-    lay = _planes((H, W), (KH, KW), stride, padding, dilation, out)
-    w = weight.reshape(C, M, KH * KW)
-    per_channel = lay.Hp * lay.Wp + 2 * M * lay.length
-    blocks = _blocks(C, per_channel * x.itemsize, CHUNK_BYTES, what)
-    if blocks is None:
-        return None
-    y = memory.result(np, (N, F) + out, x.dtype, what)             # (N, F, OH, OW)
-    y5 = y.reshape(N, C, M, *out)                                  # (N, C, M, OH, OW)
-    k = blocks[0][1]
-    with memory.scratch(np, (k * per_channel,), x.dtype, what) as buf:
-        pad, wide, tmp = _carve(buf, (k, lay.Hp, lay.Wp), (k, M, lay.length),
-                                (k, M, lay.length))
-        pad[...] = 0                                               # the zeros around x
-        for n in range(N):
-            for c0, c1 in blocks:
-                pad[:c1 - c0, PH:PH + H, PW:PW + W] = x[n, c0:c1]
-                flat = pad[:c1 - c0].reshape(c1 - c0, 1, -1)      # (c, 1, Hp*Wp)
-                acc, part = wide[:c1 - c0], tmp[:c1 - c0]          # (c, M, OH*R)
-                for t in range(KH * KW):
-                    np.multiply(lay.tap(flat, t), w[c0:c1, :, t, None],
-                                out=part if t else acc)
-                    if t:
-                        acc += part
-                y5[n, c0:c1] = acc.reshape(c1 - c0, M, out[0], lay.R)[..., :out[1]]
-    return y
-
-
-def _depthwise_input_grad(dy, weight, x_shape, stride, padding, dilation, out, what):
-    N, C, H, W = x_shape
-    F, _, KH, KW = weight.shape
-    M, (PH, PW) = F // C, padding
-    lay = _planes((H, W), (KH, KW), stride, padding, dilation, out)
-    dy5 = dy.reshape(N, C, M, *out)                                # (N, C, M, OH, OW)
-    w = weight.reshape(C, M, KH * KW)
-    per_channel = lay.Hp * lay.Wp + (M + 1) * lay.length
-    blocks = _blocks(C, per_channel * dy.itemsize, CHUNK_BYTES, what)
-    if blocks is None:
-        return None
-    dx = memory.result(np, x_shape, dy.dtype, what)                # (N, C, H, W)
-    k = blocks[0][1]
-    with memory.scratch(np, (k * per_channel,), dy.dtype, what) as buf:
-        pad, wide, tmp = _carve(buf, (k, lay.Hp, lay.Wp), (k, M, out[0], lay.R),
-                                (k, lay.length))
-        wide[...] = 0                                              # columns OW: stay zero
-        for n in range(N):
-            for c0, c1 in blocks:
-                wide[:c1 - c0, ..., :out[1]] = dy5[n, c0:c1]
-                g = wide[:c1 - c0].reshape(c1 - c0, M, -1)         # (c, M, OH*R)
-                acc, part = pad[:c1 - c0], tmp[:c1 - c0]
-                acc[...] = 0
-                flat = acc.reshape(c1 - c0, -1)                    # (c, Hp*Wp)
-                for t in range(KH * KW):
-                    if M == 1:
-                        np.multiply(g[:, 0], w[c0:c1, 0, t, None], out=part)
-                    else:                                          # the sum over M filters
-                        np.einsum("cml,cm->cl", g, w[c0:c1, :, t], out=part)
-                    lay.tap(flat, t)[...] += part                  # (c, OH*R) into the planes
-                dx[n, c0:c1] = acc[:, PH:PH + H, PW:PW + W]
-    return dx
-
-
-def _depthwise_weight_grad(dy, x, weight_shape, stride, padding, dilation, out, what):
-    N, C = x.shape[:2]
-    F, _, KH, KW = weight_shape
-    M = F // C
-    dw = memory.result(np, (C, M, KH, KW), x.dtype, what, zeros=True)
-    dy5 = dy.reshape(N, C, M, *out)                                # (N, C, M, OH, OW)
-    for n in range(N):
-        for i, j, (p, q), (h, v) in _taps(x.shape[2:], out, (KH, KW), stride, padding,
-                                          dilation):
-            dw[:, :, i, j] += np.einsum("cmpq,cpq->cm", dy5[n, :, :, p, q], x[n, :, h, v])
-    return dw.reshape(weight_shape)                                # (F, 1, KH, KW)
-
-
 # --- Several channels per group: im2col of the planes and batched GEMMs over blocks of groups
 
 def _grouped_forward(x, weight, stride, padding, dilation, out, what):
     N, C, H, W = x.shape
     F, Cg, KH, KW = weight.shape
     G, Fg, ckk, (PH, PW) = C // Cg, F // (C // Cg), Cg * KH * KW, padding
-    lay = _planes((H, W), (KH, KW), stride, padding, dilation, out)
+    lay = flat_planes((H, W), (KH, KW), stride, padding, dilation, out)
     per_group = Cg * lay.Hp * lay.Wp + (ckk + Fg) * lay.length
-    blocks = _blocks(G, per_group * x.itemsize, GROUP_BYTES, what)
+    blocks = channel_blocks(G, per_group * x.itemsize, GROUP_BYTES, what)
     if blocks is None:
         return None
     y = memory.result(np, (N, F) + out, x.dtype, what)            # (N, F, OH, OW)
     w = weight.reshape(G, Fg, ckk)                                 # (G, F/G, CKK/G)
     k = blocks[0][1]
     with memory.scratch(np, (k * per_group,), x.dtype, what) as buf:
-        pad, col, wide = _carve(buf, (k * Cg, lay.Hp, lay.Wp), (k, ckk, lay.length),
+        pad, col, wide = carve(buf, (k * Cg, lay.Hp, lay.Wp), (k, ckk, lay.length),
                                 (k, Fg, lay.length))
         pad[...] = 0                                               # the zeros around x
         for n in range(N):
@@ -239,16 +80,16 @@ def _grouped_input_grad(dy, weight, x_shape, stride, padding, dilation, out, wha
     N, C, H, W = x_shape
     F, Cg, KH, KW = weight.shape
     G, Fg, ckk, (PH, PW) = C // Cg, F // (C // Cg), Cg * KH * KW, padding
-    lay = _planes((H, W), (KH, KW), stride, padding, dilation, out)
+    lay = flat_planes((H, W), (KH, KW), stride, padding, dilation, out)
     per_group = Cg * lay.Hp * lay.Wp + (ckk + Fg) * lay.length
-    blocks = _blocks(G, per_group * dy.itemsize, GROUP_BYTES, what)
+    blocks = channel_blocks(G, per_group * dy.itemsize, GROUP_BYTES, what)
     if blocks is None:
         return None
     dx = memory.result(np, x_shape, dy.dtype, what)                # (N, C, H, W)
     w_t = weight.reshape(G, Fg, ckk).transpose(0, 2, 1)            # (G, CKK/G, F/G)
     k = blocks[0][1]
     with memory.scratch(np, (k * per_group,), dy.dtype, what) as buf:
-        pad, dcol, wide = _carve(buf, (k * Cg, lay.Hp, lay.Wp), (k, ckk, lay.length),
+        pad, dcol, wide = carve(buf, (k * Cg, lay.Hp, lay.Wp), (k, ckk, lay.length),
                                  (k * Fg, out[0], lay.R))
         wide[...] = 0                                              # columns OW: stay zero
         for n in range(N):
@@ -271,15 +112,15 @@ def _grouped_weight_grad(dy, x, weight_shape, stride, padding, dilation, out, wh
     N, C, H, W = x.shape
     F, Cg, KH, KW = weight_shape
     G, Fg, ckk, (PH, PW) = C // Cg, F // (C // Cg), Cg * KH * KW, padding
-    lay = _planes((H, W), (KH, KW), stride, padding, dilation, out)
+    lay = flat_planes((H, W), (KH, KW), stride, padding, dilation, out)
     per_group = Cg * lay.Hp * lay.Wp + N * (ckk + Fg) * lay.length + ckk * Fg
-    blocks = _blocks(G, per_group * x.itemsize, GROUP_BYTES, what)
+    blocks = channel_blocks(G, per_group * x.itemsize, GROUP_BYTES, what)
     if blocks is None:
         return None
     dw = memory.result(np, (G, Fg, ckk), x.dtype, what)           # (G, F/G, CKK/G)
     k = blocks[0][1]
     with memory.scratch(np, (k * per_group,), x.dtype, what) as buf:
-        pad, col, wide, dw_t = _carve(buf, (k * Cg, lay.Hp, lay.Wp),
+        pad, col, wide, dw_t = carve(buf, (k * Cg, lay.Hp, lay.Wp),
                                       (k * ckk, N, lay.length), (k * Fg, N, out[0], lay.R),
                                       (k, ckk, Fg))
         pad[...] = 0
@@ -345,17 +186,17 @@ def forward(x, weight, bias, stride, padding, dilation):
     """y = conv2d(x, weight, groups=C/(C/G)) + bias."""
     x = np.ascontiguousarray(x)
     args = (x, weight, stride, padding, dilation,
-            _out_size(x.shape, weight.shape, stride, padding, dilation), "grouped conv2d forward")
-    y = (_depthwise_forward if weight.shape[1] == 1 else _grouped_forward)(*args)
+            out_size(x.shape, weight.shape, stride, padding, dilation), "grouped conv2d forward")
+    y = (depthwise_forward if weight.shape[1] == 1 else _grouped_forward)(*args)
     return gemm.add_bias(_forward_by_gemm(*args) if y is None else y, bias)
 
 
 def input_grad(dy, weight, x_shape, stride, padding, dilation):
     """dx of a grouped conv2d: the adjoint of :func:`forward` in x."""
     args = (np.ascontiguousarray(dy), weight, tuple(x_shape), stride, padding, dilation,
-            _out_size(x_shape, weight.shape, stride, padding, dilation),
+            out_size(x_shape, weight.shape, stride, padding, dilation),
             "grouped conv2d input gradient")
-    dx = (_depthwise_input_grad if weight.shape[1] == 1 else _grouped_input_grad)(*args)
+    dx = (depthwise_input_grad if weight.shape[1] == 1 else _grouped_input_grad)(*args)
     return _input_grad_by_gemm(*args) if dx is None else dx
 
 
@@ -363,7 +204,7 @@ def weight_grad(dy, x, weight_shape, stride, padding, dilation):
     """dW of a grouped conv2d: the adjoint of :func:`forward` in W."""
     x, dy = np.ascontiguousarray(x), np.ascontiguousarray(dy)
     args = (dy, x, tuple(weight_shape), stride, padding, dilation,
-            _out_size(x.shape, weight_shape, stride, padding, dilation),
+            out_size(x.shape, weight_shape, stride, padding, dilation),
             "grouped conv2d weight gradient")
-    dw = (_depthwise_weight_grad if weight_shape[1] == 1 else _grouped_weight_grad)(*args)
+    dw = (depthwise_weight_grad if weight_shape[1] == 1 else _grouped_weight_grad)(*args)
     return _weight_grad_by_gemm(*args) if dw is None else dw
