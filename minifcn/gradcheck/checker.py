@@ -9,6 +9,14 @@ Beyond the element-wise comparison the checker tests what every correct backward
 it is linear in ``dy`` (``backward(2 dy) == 2 backward(dy)``, ``backward(0) == 0``), it
 gives the same result when run twice, it returns gradients shaped and typed like its
 inputs, and neither pass modifies its arguments.
+
+Kinks. At a point where the function has no derivative (ReLU at 0, a max-pool tie, abs at
+0, a clip at its bound) the central difference is the average of two one-sided slopes, and a
+correct backward fails there, as in every finite-difference checker. The two forward calls
+of each difference and the unperturbed output also give those one-sided slopes; where they
+differ by far more than the tolerance (:mod:`.kinks`), the element is counted as sitting at a
+kink, and the report says how many failures do and whether the backward equals one side.
+The pass/fail rule does not change.
 """
 from __future__ import annotations
 
@@ -20,7 +28,8 @@ import warnings
 import numpy as np
 
 from ..backend import device_of, get_array_module, to_device
-from .numerical import directional_derivative, numerical_gradient_at
+from .kinks import kink_mask, matched_slope
+from .numerical import differences_at, directional_differences
 from .properties import check_properties
 from .report import GradcheckReport, TensorResult
 
@@ -44,7 +53,9 @@ def check_function(forward, backward, inputs, *, grad_output=None, eps=1e-6, ato
     inputs : sequence of arrays (NumPy or CuPy), Python values or None, passed positionally.
     grad_output : the ``dy`` to use; default random normal, drawn from ``seed``.
     eps, atol, rtol : finite-difference step; an element passes when
-        ``|analytic - numerical| <= atol + rtol * |numerical|``.
+        ``|analytic - numerical| <= atol + rtol * |numerical|``. A failure at a kink (ReLU
+        at 0, a max-pool tie; in directional mode, a direction crossing one) is reported as
+        such, with both one-sided slopes: see :mod:`minifcn.gradcheck.kinks`.
     mode : ``"full"`` perturbs every element (or ``max_elements`` sampled ones) of every
         checked tensor; ``"directional"`` compares one random directional derivative
         ``<grad, u>`` per tensor: two forward calls each, so whole networks check in seconds.
@@ -185,10 +196,12 @@ class _Run:
                              f"{len(self.inputs)} inputs ({', '.join(self.names)})")
         report.properties = check_properties(self, (before, after_forward), y, dy, cache, grads)
         for i in self.wrt:
-            report.tensors.append(self.compare(i, grads[i], dy, mode, max_elements))
+            report.tensors.append(self.compare(i, grads[i], y, dy, mode, max_elements))
         return report
 
-    def compare(self, i, grad, dy, mode, max_elements):
+    def compare(self, i, grad, y0, dy, mode, max_elements):
+        """The TensorResult of input i; ``y0`` (the unperturbed output) gives each
+        difference its two one-sided slopes, which tell kinks from errors."""
         x, name = self.inputs[i], self.names[i]
         problem = _gradient_problem(grad, x)
         if problem:
@@ -199,20 +212,21 @@ class _Run:
         if mode == "directional":
             u = self.random_like(x)
             u /= float(get_array_module(u).linalg.norm(u)) or 1.0
-            numerical = np.array([directional_derivative(f, x, u, dy, self.eps)])
+            diff = directional_differences(f, x, u, dy, self.eps, y0)
             analytic = np.array([float(get_array_module(x).vdot(grad, u))])
-            result = self.verdict(name, x, numerical, analytic, None)
+            result = self.verdict(name, x, diff, analytic, None)
             if not result.passed:
                 result.message = "rerun with mode='full' to find the wrong elements"
             return result
         index = np.arange(x.size)
         if max_elements is not None and x.size > max_elements:
             index = np.sort(self.rng.choice(x.size, int(max_elements), replace=False))
-        numerical = numerical_gradient_at(f, x, dy, self.eps, index)
+        diff = differences_at(f, x, dy, self.eps, index, y0)
         analytic = np.asarray(to_device(grad, "cpu"), dtype=np.float64).reshape(-1)[index]
-        return self.verdict(name, x, numerical, analytic, index)
+        return self.verdict(name, x, diff, analytic, index)
 
-    def verdict(self, name, x, numerical, analytic, index):
+    def verdict(self, name, x, diff, analytic, index):
+        numerical = diff.central
         error = np.abs(analytic - numerical)
         allowed = self.atol + self.rtol * np.abs(numerical)
         # the worst element is the one furthest past its tolerance (NaN counts as worst);
@@ -223,13 +237,29 @@ class _Run:
         scale = np.maximum(np.abs(analytic), np.abs(numerical))
         significant = scale > self.atol
         rel = float(np.max(error[significant] / scale[significant])) if significant.any() else 0.0
-        n_failed = int(np.count_nonzero(~(error <= allowed)))     # NaN counts as failed
+        failed = ~(error <= allowed)                              # NaN counts as failed
+        n_failed = int(np.count_nonzero(failed))
         where = None if index is None else tuple(int(v) for v in np.unravel_index(index[worst],
                                                                                   x.shape))
-        return TensorResult(name, tuple(x.shape), n_failed == 0, len(numerical), int(x.size),
-                            float(error.max()), rel, where, float(analytic[worst]),
-                            float(numerical[worst]), n_failed=n_failed,
-                            tolerance_ratio=float(ratio[worst]))
+        result = TensorResult(name, tuple(x.shape), n_failed == 0, len(numerical), int(x.size),
+                              float(error.max()), rel, where, float(analytic[worst]),
+                              float(numerical[worst]), n_failed=n_failed,
+                              tolerance_ratio=float(ratio[worst]))
+        return self.kinks(result, diff, analytic, failed, worst)
+
+    def kinks(self, result, diff, analytic, failed, worst):
+        """``result`` with what the one-sided slopes say: how many failures sit at kinks,
+        and at the worst element the two slopes and which one the analytic value equals."""
+        at_kink = kink_mask(diff.right, diff.left, diff.noise, self.atol, self.rtol)
+        result.n_kinks = int(np.count_nonzero(at_kink))
+        result.n_failed_at_kinks = int(np.count_nonzero(at_kink & failed))
+        result.left_slope, result.right_slope = float(diff.left[worst]), float(diff.right[worst])
+        result.worst_at_kink = bool(at_kink[worst])
+        if result.worst_at_kink:
+            result.matched_slope = matched_slope(float(analytic[worst]), result.right_slope,
+                                                 result.left_slope, float(diff.noise[worst]),
+                                                 self.atol, self.rtol)
+        return result
 
 
 def _copy_if_array(a):

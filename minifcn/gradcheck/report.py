@@ -21,6 +21,12 @@ class TensorResult:
     report's table prints these, all at the one worst element. ``max_abs_error`` and
     ``max_rel_error`` are maxima over all checked elements, often at other elements.
     ``message`` says why a gradient could not be compared at all (None, wrong shape, ...).
+
+    Kinks (see :mod:`minifcn.gradcheck.kinks`): ``n_kinks`` of the checked elements (or
+    directions) have one-sided slopes that differ, ``n_failed_at_kinks`` of them failed.
+    ``left_slope`` and ``right_slope`` are the worst element's one-sided slopes,
+    ``worst_at_kink`` whether they differ, and ``matched_slope`` (``"left"``, ``"right"`` or
+    ``""``) which one the analytic value equals there when they do.
     """
     name: str
     shape: tuple
@@ -35,6 +41,12 @@ class TensorResult:
     message: str = ""
     n_failed: int = 0
     tolerance_ratio: float = float("nan")
+    n_kinks: int = 0
+    n_failed_at_kinks: int = 0
+    left_slope: float = float("nan")
+    right_slope: float = float("nan")
+    worst_at_kink: bool = False
+    matched_slope: str = ""
 
     @property
     def abs_error(self) -> float:
@@ -56,7 +68,8 @@ class GradcheckReport:
 
     ``passed`` is True when every tensor and every property passed. ``str(report)`` is a
     table with one row per tensor, every number on a row taken at that tensor's worst
-    element: the one furthest past its tolerance (see :class:`TensorResult`).
+    element: the one furthest past its tolerance (see :class:`TensorResult`). Under the
+    table, one line for each tensor whose failures sit at kinks (:func:`kink_note`).
     """
     title: str
     settings: dict
@@ -92,6 +105,9 @@ class GradcheckReport:
                          "numerical", "abs err", "err/tol", "result"],
                         [_tensor_row(t) for t in self.tensors])
         lines += LEGEND
+        notes = [note for note in map(kink_note, self.tensors) if note]
+        if notes:
+            lines += [""] + ["  " + note for note in notes]
         if self.properties:
             lines.append("")
             lines += _table(["property", "result", "detail"],
@@ -105,6 +121,48 @@ LEGEND = ("  worst at: the element furthest past its tolerance, the largest "
           "err/tol = |analytic - numerical| / (atol + rtol*|numerical|)",
           "  analytic, numerical, abs err, err/tol: the values at that element; "
           "err/tol > 1 fails")
+
+
+def kink_note(t: TensorResult) -> str:
+    """One line on the failures of ``t`` that sit at kinks, or ``""`` when none does."""
+    if t.n_failed_at_kinks == 0:
+        return ""
+    slopes = f"left {_g(t.left_slope)}, right {_g(t.right_slope)}, analytic {_g(t.analytic)}"
+    if t.worst_index is None:                        # directional mode: one direction
+        head = (f"{t.name}: the direction crosses a kink (one-sided directional derivatives "
+                f"differ): {slopes}")
+        if t.matched_slope:
+            return (f"{head} = the {t.matched_slope} one: the backward is consistent with one "
+                    f"side; {_MOVE} or rerun with mode='full' to see which elements")
+        return (f"{head}, equal to neither: across several kinks a correct backward can "
+                f"match neither; rerun with mode='full' to tell kinks from errors, or {_MOVE}")
+    if t.n_failed == 1:
+        count = "the failed element sits at a kink"
+    else:
+        count = (f"{t.n_failed_at_kinks} of the {t.n_failed} failed elements "
+                 + ("sits at a kink" if t.n_failed_at_kinks == 1 else "sit at kinks"))
+    head = f"{t.name}: {count} (one-sided slopes differ)"
+    if not t.worst_at_kink:
+        return (f"{head}; the worst, at {t.worst_index}, does not ({slopes}): the backward "
+                f"is wrong there")
+    head += f"; at {t.worst_index}: {slopes}"
+    others = t.n_failed - t.n_failed_at_kinks
+    tail = (f"; the other {others} failed " + ("element is" if others == 1 else "elements are")
+            + " not at kinks: the backward is wrong there") if others else ""
+    if t.matched_slope:
+        return (f"{head} = the {t.matched_slope} slope: the backward is consistent with one "
+                f"side; {_MOVE} and check again{tail}")
+    return (f"{head}, equal to neither slope: the kink does not explain it; look for an "
+            f"error in the backward there{tail}")
+
+
+# The advice when a backward follows one side of a kink.
+_MOVE = ("move the point off the kinks (relu inputs away from 0, such as nonzero biases; "
+         "max-pool windows without ties)")
+
+
+def _g(value: float) -> str:
+    return f"{value + 0.0:.6g}"     # + 0.0: -0.0 prints as 0
 
 
 def _tensor_row(t: TensorResult) -> list[str]:
