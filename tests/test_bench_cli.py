@@ -317,3 +317,23 @@ def test_network_rows_line_up_under_their_titles_whatever_the_names_length():
                         "torch": {"rss": 2**30, "gpu": None}})
         line = format_row(section, row)
         assert [m.end() for m in re.finditer(r"\S+( \S+)*", line)][2:] == ends, (arch, line)
+
+
+def test_op_rows_line_up_under_their_titles_whatever_the_names_length():
+    """The op and shape columns are as wide as the section's longest name and shape."""
+    from minifcn.bench.report import columns
+    from minifcn.bench.table import table_head
+
+    labels = (("conv1", "3->64 7x7 s2 p3 520->260"),
+              ("layer2.0.downsample.0", "2048->256 3x3 p36 d36 1040->1040"))
+    section = Section("ops", "cpu", ("forward", "backward"), None, object(), "", 1, 0, 0.0, (),
+                      labels)
+    titles = table_head(columns(section))[0]
+    ends = [m.end() for m in re.finditer(r"\S+( \S+)*", titles)][2:]     # the figures' titles
+    for name, shape in labels:
+        row = Row("ops", "cpu", name, shape, {"forward": timing(2e-3), "backward": timing(1e-3)},
+                  {"forward": timing(1e-3), "backward": timing(4e-3)},
+                  {"forward": 4e6, "backward": 8e6}, {"forward": 1e6, "backward": 2e6})
+        line = format_row(section, row)
+        assert line.startswith(f"{name} ") and line.index(shape) == titles.index("shape")
+        assert [m.end() for m in re.finditer(r"\S+( \S+)*", line)][2:] == ends, (name, line)

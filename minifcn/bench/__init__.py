@@ -10,6 +10,7 @@ The modules, one idea each:
 * ``work``, ``table``, ``compare`` -- FLOP and byte counts, table cells, torch and result
   differences;
 * ``cases`` -- every FCN layer as an op case at FCN-8s's shapes for an input size;
+  ``net_cases`` -- the same for FCN-ResNet50, DeepLabV3-ResNet50 and U-Net (``--net``);
   ``measure`` -- one case timed forward and backward, minifcn and torch on the same inputs;
 * ``network`` -- a whole FCN's forward and training step in a child process per side (peak
   memory); ``torch_fcn`` -- the same networks in PyTorch;

@@ -3,6 +3,7 @@ a row per op or network, and footers that say how to read them. Functions return
 from __future__ import annotations
 
 from .machine import clock_name, header_lines
+from .net_cases import NETS
 from .network import ARCHS
 from .table import format_cell, format_sig, table_head, table_row
 
@@ -12,7 +13,8 @@ ABBREVIATIONS = {"forward": "fwd", "backward": "bwd", "forward_backward": "f+b",
 
 def columns(section) -> tuple:
     """``(title, width)`` of the section's table: names, then per phase minifcn's time and,
-    with torch, torch's and the ratio, then rates (ops) or peak memory (networks)."""
+    with torch, torch's and the ratio, then rates (ops) or peak memory (networks). The ops'
+    name and shape columns are as wide as the section's longest (``Section.labels``)."""
     times = []
     unit = "ms" if section.group == "ops" else "s"
     for phase in section.phases:
@@ -21,8 +23,9 @@ def columns(section) -> tuple:
             times += [("torch", 8), ("ratio", 5)]
     if section.group == "ops":
         rates = [(f"{ABBREVIATIONS[p]} GF/s", 8) for p in section.phases]
-        return (("op", 9), ("shape", 26), *times, *rates, ("fwd MB", 7), ("fwd GB/s", 8),
-                ("IQR", 4))
+        names, shapes = zip(*section.labels) if section.labels else ((), ())
+        return (("op", max((9, *map(len, names)))), ("shape", max((26, *map(len, shapes)))),
+                *times, *rates, ("fwd MB", 7), ("fwd GB/s", 8), ("IQR", 4))
     peak = [("peak GB", 8)] + ([("torch", 8), ("ratio", 5)] if section.torch is not None else [])
     step = ABBREVIATIONS[section.phases[-1]]
     names = max(len(arch) for arch in ARCHS)         # deeplabv3_resnet50 fits its column
@@ -33,8 +36,8 @@ def section_head(section, plan) -> list:
     """The ``#`` header (date, machine, BLAS, torch, GPU, timing) and the table's titles."""
     h, w = plan.size
     if section.group == "ops":
-        inputs = (f"FCN-8s layer shapes for a {h}x{w} image, width {plan.width:g}, batch 1, "
-                  f"{plan.dtype}, device {section.device}")
+        inputs = (f"{NETS[plan.net].title} layer shapes for a {h}x{w} image, width "
+                  f"{plan.width:g}, batch 1, {plan.dtype}, device {section.device}")
     else:
         inputs = (f"{h}x{w} image, width {plan.width:g}, batch {plan.batch}, {plan.dtype}, "
                   f"device {section.device}; each side in its own process")

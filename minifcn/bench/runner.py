@@ -2,6 +2,7 @@
 task at a time, with a progress bar on stderr.
 
     sections = prepare(Plan(groups=("ops",), size=(64, 64)))   # checks everything first
+    sections = prepare(Plan(net="unet", size=(188, 188)))      # U-Net's layers
     for item in run(sections):       # a Section, then its Rows, then Finished; per section
         ...
 
@@ -19,10 +20,10 @@ from typing import NamedTuple
 import numpy as np
 from tqdm import tqdm
 
-from .cases import DEFAULT_OPS, fcn_cases
 from .compare import import_torch
 from .machine import cpu_seconds, other_load
 from .measure import make_timer, measure_case
+from .net_cases import op_cases
 from .network import NetworkSpec, measure_network, network_flops
 
 PHASES = {"ops": ("forward", "backward"), "fcn": ("forward", "step")}
@@ -32,11 +33,12 @@ class Plan(NamedTuple):
     """What to measure, and how often."""
     groups: tuple = ("ops",)
     devices: tuple = ("cpu",)
-    size: tuple = (500, 500)       # the input image (H, W): FCN-8s's shapes for the ops
+    size: tuple = (500, 500)       # the input image (H, W): the ops' shapes in ``net``
     width: float = 1.0
     n_class: int = 21
     dtype: str = "float32"
-    ops: tuple = DEFAULT_OPS
+    net: str = "fcn8s"             # whose layers the ops are (net_cases.NETS)
+    ops: tuple | None = None       # the ops to time (None: the net's default ones)
     archs: tuple = ("fcn8s",)
     ops_repeat: int = 5            # timed calls per figure
     fcn_repeat: int = 3
@@ -59,6 +61,7 @@ class Section(NamedTuple):
     warmup: int
     min_time: float
     tasks: tuple
+    labels: tuple = ()             # ops: (name, shape) of each case, for the columns' widths
 
 
 class Finished(NamedTuple):
@@ -71,7 +74,7 @@ def prepare(plan: Plan) -> list:
     """The plan's sections (each group on each device, in that order), with every case
     built and every device found: nothing is timed yet."""
     xps = {device: _array_module(device) for device in plan.devices}
-    cases = fcn_cases(plan.size, plan.width, plan.n_class, plan.ops) \
+    cases = op_cases(plan.net, plan.size, plan.width, plan.n_class, plan.ops) \
         if "ops" in plan.groups else {}
     specs = [NetworkSpec(arch, tuple(plan.size), plan.width, plan.n_class, "cpu", plan.dtype,
                          plan.fcn_repeat, plan.warmup, plan.batch)
@@ -94,8 +97,10 @@ def prepare(plan: Plan) -> list:
                     measure_network, spec._replace(device=device), torch is not None))
                     for spec in specs)
                 repeat, min_time = plan.fcn_repeat, 0.0
+            labels = tuple((case.name, case.shape) for case in cases.values()) \
+                if group == "ops" else ()
             sections.append(Section(group, device, PHASES[group], xp, torch, note or "",
-                                    repeat, plan.warmup, min_time, tasks))
+                                    repeat, plan.warmup, min_time, tasks, labels))
     return sections
 
 

@@ -15,14 +15,15 @@ DEFAULT_REPEAT = {"ops": 5, "fcn": 3}
 
 
 def add(commands):
-    from ..bench.cases import DEFAULT_OPS, OPS
+    from ..bench.net_cases import NETS, describe
     from ..bench.network import ARCHS
 
     p = commands.add_parser(
         "bench", help="time ops and whole FCNs, forward and backward, beside PyTorch",
         description="Time minifcn beside PyTorch in one run. 'ops': every kind of FCN layer "
-                    "at the shapes FCN-8s gives it on a --size image, forward and backward "
-                    "(medians after warm-up, GFLOP/s, bytes moved, the ratio to torch). "
+                    "at the shapes FCN-8s (or --net) gives it on a --size image, forward and "
+                    "backward (medians after warm-up, GFLOP/s, bytes moved, the ratio to "
+                    "torch). "
                     "'fcn': whole networks, forward and a training step (forward + loss + "
                     "backward), each side in its own process for its peak memory. Torch "
                     "columns appear where torch is installed. CUDA work is timed with CUDA "
@@ -30,9 +31,14 @@ def add(commands):
     p.add_argument("group", nargs="?", default="ops", choices=tuple(GROUPS), metavar="GROUP",
                    help="ops (default), fcn or all")
     add_device_argument(p, extra=("both",))
-    p.add_argument("--size", type=height_width, default=(500, 500), metavar="HxW",
-                   help="input image, HxW or N for NxN (default 500x500); 64 for a quick "
-                        "look")
+    p.add_argument("--net", choices=tuple(NETS), metavar="NET",
+                   help="ops: whose layers to time, at the shapes that network gives them: "
+                        + ", ".join(NETS) + " (default fcn8s)")
+    p.add_argument("--size", type=height_width, metavar="HxW",
+                   help="input image, HxW or N for NxN (default: 500x500; for 'ops' the "
+                        "--net's: " + ", ".join(f"{net} {ops.size[0]}x{ops.size[1]}"
+                                               for net, ops in NETS.items()) +
+                        "); 64 for a quick look")
     p.add_argument("--width", type=float, default=1.0,
                    help="channel width in (0, 1] (default 1: the paper's network)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
@@ -40,9 +46,11 @@ def add(commands):
     p.add_argument("--batch", type=int, default=1, metavar="N",
                    help="images per forward and training step of the networks ('fcn'; the "
                         "layers of 'ops' are timed at batch 1)")
-    p.add_argument("--layers", nargs="+", choices=OPS + ("all",), metavar="OP",
-                   help="ops to time (default: " + " ".join(DEFAULT_OPS) + "; 'all' adds "
-                        "the repeated VGG shapes)")
+    every_op = tuple(dict.fromkeys(op for ops in NETS.values() for op in ops.ops))
+    p.add_argument("--layers", nargs="+", choices=every_op + ("all",), metavar="OP",
+                   help="ops of --net to time; default: all but those in "
+                        "[brackets], which 'all' adds (repeated shapes). " +
+                        "; ".join(f"{net}: {describe(net)}" for net in NETS))
     p.add_argument("--arch", nargs="+", choices=ARCHS, metavar="ARCH",
                    help="networks to time: " + ", ".join(ARCHS) + " (default fcn8s)")
     p.add_argument("--repeat", type=int, metavar="N", help="timed calls per figure "
@@ -83,8 +91,9 @@ def run(args) -> int:
 
         h, w = plan.size
         with _writing("--plot", args.plot):
-            draw_chart(rows, args.plot, title=f"minifcn bench {args.group}: {h}x{w}, width "
-                                              f"{plan.width:g}, {plan.dtype}")
+            net = f" {plan.net}" if "ops" in plan.groups else ""
+            draw_chart(rows, args.plot, title=f"minifcn bench {args.group}{net}: {h}x{w}, "
+                                              f"width {plan.width:g}, {plan.dtype}")
     for path in (args.json, args.plot):
         if path:
             print(f"wrote {path}")
@@ -161,17 +170,23 @@ def _measure_and_print(sections, plan, progress: bool) -> list:
 def _plan(args):
     """The :class:`~minifcn.bench.runner.Plan` the options ask for; UserError where they
     contradict each other or a count is out of range."""
-    from ..bench.cases import DEFAULT_OPS, OPS
+    from ..bench.net_cases import NETS
     from ..bench.runner import Plan
 
     groups = GROUPS[args.group]
     if args.layers and "ops" not in groups:
         raise UserError(f"bench: --layers chooses ops; it has no effect on '{args.group}'")
+    if args.net and "ops" not in groups:
+        raise UserError(f"bench: --net chooses the layers of 'ops'; it has no effect on "
+                        f"'{args.group}' (--arch chooses networks)")
+    net = args.net or "fcn8s"
+    layers = _layers(args.layers, net)
+    size = args.size or (NETS[net].size if "ops" in groups else (500, 500))
     if args.arch and "fcn" not in groups:
         raise UserError(f"bench: --arch chooses networks; it has no effect on '{args.group}'")
     if args.batch < 1:
         raise UserError(f"bench: --batch must be at least 1, got {args.batch}")
-    _check_network_options(args)
+    _check_network_options(args, size)
     if args.batch != 1 and "fcn" not in groups:
         raise UserError(f"bench: --batch sizes the networks' steps; it has no effect on "
                         f"'{args.group}'")
@@ -182,17 +197,32 @@ def _plan(args):
     if not args.min_time >= 0 or args.min_time == float("inf"):     # NaN fails the first
         raise UserError(f"bench: --min-time must be a finite number >= 0 seconds, got "
                         f"{args.min_time:g}")
-    layers = args.layers or DEFAULT_OPS
-    return Plan(groups=groups, devices=DEVICES.get(args.device, ("cuda",)), size=args.size,
-                width=args.width, dtype=args.dtype,
-                ops=OPS if "all" in layers else tuple(dict.fromkeys(layers)),
+    return Plan(groups=groups, devices=DEVICES.get(args.device, ("cuda",)), size=size,
+                width=args.width, dtype=args.dtype, net=net, ops=layers,
                 archs=tuple(dict.fromkeys(args.arch or ("fcn8s",))),
                 ops_repeat=args.repeat or DEFAULT_REPEAT["ops"],
                 fcn_repeat=args.repeat or DEFAULT_REPEAT["fcn"], warmup=args.warmup,
                 min_time=args.min_time, torch=not args.no_torch, batch=args.batch)
 
 
-def _check_network_options(args) -> None:
+def _layers(layers, net: str) -> tuple:
+    """The ops of ``net`` that ``--layers`` names ('all': every one), in the order given;
+    UserError naming an op that belongs to another network."""
+    from ..bench.net_cases import NETS
+
+    ops = NETS[net]
+    if not layers:
+        return ops.default
+    if "all" in layers:
+        return ops.ops
+    foreign = [name for name in layers if name not in ops.table]
+    if foreign:
+        raise UserError(f"bench: --layers {foreign[0]} is not an op of --net {net}; its ops: "
+                        f"{' '.join(ops.ops)}")
+    return tuple(dict.fromkeys(layers))
+
+
+def _check_network_options(args, size) -> None:
     """What a network asks of the options: U-Net a size it takes (every pooled map even),
     DeepLabV3's training step a batch of 2 (its image-pooling BatchNorm sees one value per
     channel and image, which PyTorch refuses in training mode)."""
@@ -201,8 +231,8 @@ def _check_network_options(args) -> None:
 
     if "unet" in (args.arch or ()):
         try:
-            for side, size in zip(("height", "width"), args.size):
-                output_size(size, UNET_DEPTH, side)
+            for side, side_size in zip(("height", "width"), size):
+                output_size(side_size, UNET_DEPTH, side)
         except ValueError as err:
             raise UserError(f"bench: --size for unet: {err}") from None
     if "deeplabv3_resnet50" in (args.arch or ()) and args.batch < 2:
@@ -265,7 +295,7 @@ def _command(args, plan) -> str:
     if args.repeat:
         words.append(f"--repeat {args.repeat}")
     if "ops" in plan.groups:
-        words += ["--min-time", f"{plan.min_time:g}", "--layers", *plan.ops]
+        words += ["--min-time", f"{plan.min_time:g}", "--net", plan.net, "--layers", *plan.ops]
     if "fcn" in plan.groups:
         words += ["--arch", *plan.archs]
     return " ".join(words + ["--no-torch"] * (not plan.torch))
