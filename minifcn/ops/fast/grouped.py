@@ -50,16 +50,23 @@ def applies(call) -> bool:
 
 # --- Several channels per group: im2col of the planes and batched GEMMs over blocks of groups
 
+def _layout(x_shape, weight_shape, stride, padding, dilation, out):
+    """``(G, F/G, C/G, CKK/G, planes)`` of a grouped convolution."""
+    F, Cg, KH, KW = weight_shape
+    G = x_shape[1] // Cg
+    lay = flat_planes(tuple(x_shape[2:]), (KH, KW), stride, padding, dilation, out)
+    return G, F // G, Cg, Cg * KH * KW, lay
+
+
 def _grouped_forward(x, weight, stride, padding, dilation, out, what):
-    N, C, H, W = x.shape
-    F, Cg, KH, KW = weight.shape
-    G, Fg, ckk, (PH, PW) = C // Cg, F // (C // Cg), Cg * KH * KW, padding
-    lay = flat_planes((H, W), (KH, KW), stride, padding, dilation, out)
+    N, _, H, W = x.shape
+    (PH, PW), (KH, KW) = padding, weight.shape[2:]
+    G, Fg, Cg, ckk, lay = _layout(x.shape, weight.shape, stride, padding, dilation, out)
     per_group = Cg * lay.Hp * lay.Wp + (ckk + Fg) * lay.length
     blocks = channel_blocks(G, per_group * x.itemsize, GROUP_BYTES, what)
     if blocks is None:
         return None
-    y = memory.result(np, (N, F) + out, x.dtype, what)            # (N, F, OH, OW)
+    y = memory.result(np, (N, G * Fg) + out, x.dtype, what)       # (N, F, OH, OW)
     w = weight.reshape(G, Fg, ckk)                                 # (G, F/G, CKK/G)
     k = blocks[0][1]
     with memory.scratch(np, (k * per_group,), x.dtype, what) as buf:
@@ -77,10 +84,9 @@ def _grouped_forward(x, weight, stride, padding, dilation, out, what):
 
 
 def _grouped_input_grad(dy, weight, x_shape, stride, padding, dilation, out, what):
-    N, C, H, W = x_shape
-    F, Cg, KH, KW = weight.shape
-    G, Fg, ckk, (PH, PW) = C // Cg, F // (C // Cg), Cg * KH * KW, padding
-    lay = flat_planes((H, W), (KH, KW), stride, padding, dilation, out)
+    N, _, H, W = x.shape
+    (PH, PW), (KH, KW) = padding, weight.shape[2:]
+    G, Fg, Cg, ckk, lay = _layout(x_shape, weight.shape, stride, padding, dilation, out)
     per_group = Cg * lay.Hp * lay.Wp + (ckk + Fg) * lay.length
     blocks = channel_blocks(G, per_group * dy.itemsize, GROUP_BYTES, what)
     if blocks is None:
@@ -109,10 +115,9 @@ def _grouped_input_grad(dy, weight, x_shape, stride, padding, dilation, out, wha
 
 
 def _grouped_weight_grad(dy, x, weight_shape, stride, padding, dilation, out, what):
-    N, C, H, W = x.shape
-    F, Cg, KH, KW = weight_shape
-    G, Fg, ckk, (PH, PW) = C // Cg, F // (C // Cg), Cg * KH * KW, padding
-    lay = flat_planes((H, W), (KH, KW), stride, padding, dilation, out)
+    N, _, H, W = x.shape
+    (PH, PW), (KH, KW) = padding, weight_shape[2:]
+    G, Fg, Cg, ckk, lay = _layout(x.shape, weight_shape, stride, padding, dilation, out)
     per_group = Cg * lay.Hp * lay.Wp + N * (ckk + Fg) * lay.length + ckk * Fg
     blocks = channel_blocks(G, per_group * x.itemsize, GROUP_BYTES, what)
     if blocks is None:
@@ -156,7 +161,7 @@ def _forward_by_gemm(x, weight, stride, padding, dilation, out, what):
 
 
 def _input_grad_by_gemm(dy, weight, x_shape, stride, padding, dilation, out, what):
-    N, C, H, W = x_shape
+    N, _, H, W = x.shape
     F, Cg = weight.shape[:2]
     G = C // Cg
     Fg = F // G
