@@ -84,7 +84,7 @@ def _grouped_forward(x, weight, stride, padding, dilation, out, what):
 
 
 def _grouped_input_grad(dy, weight, x_shape, stride, padding, dilation, out, what):
-    N, _, H, W = x.shape
+    N, _, H, W = x_shape
     (PH, PW), (KH, KW) = padding, weight.shape[2:]
     G, Fg, Cg, ckk, lay = _layout(x_shape, weight.shape, stride, padding, dilation, out)
     per_group = Cg * lay.Hp * lay.Wp + (ckk + Fg) * lay.length
@@ -161,7 +161,7 @@ def _forward_by_gemm(x, weight, stride, padding, dilation, out, what):
 
 
 def _input_grad_by_gemm(dy, weight, x_shape, stride, padding, dilation, out, what):
-    N, _, H, W = x.shape
+    N, C, H, W = x_shape
     F, Cg = weight.shape[:2]
     G = C // Cg
     Fg = F // G
