@@ -93,8 +93,9 @@ def plan(conv: ConvShape, cost):
 def gemm_plan(conv: ConvShape, cost):
     """The chunks of this path's three GEMMs: :func:`plan`'s, except for a 1x1 convolution,
     which goes image by image (each image of x is its own im2col and each of dy its own
-    ``dY``, views that take no memory), where whole batches would be copied."""
-    if conv.pointwise:
+    ``dY``, views that take no memory), where whole batches would be copied. (An empty
+    batch keeps :func:`plan`'s one empty chunk, through which the GEMMs give zeros.)"""
+    if conv.pointwise and conv.x_shape[0] > 0:
         return [(n, n + 1, 0, conv.out[0]) for n in range(conv.x_shape[0])]
     return plan(conv, cost)
 
