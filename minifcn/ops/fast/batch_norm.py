@@ -19,9 +19,9 @@ in the ResNets, float32 results differ from the reference's by about 1e-6 relati
 parity harness (``tests/test_fast_paths.py``) holds them to 1e-5.
 
 On the project's 2-core machine, at FCN-ResNet50's shapes (``benchmarks/
-bench_batch_norm.py``), this takes the forward 1.8-5x and the backward 1.3-1.7x faster than
-the reference; beside PyTorch (which fuses each pass and uses both cores) the forward is at
-0.5-2.7x its time and the backward at 1-6.5x.
+bench_batch_norm.py``), this takes the forward 1.7-6x and the backward 1.3-2.3x faster than
+the reference; beside PyTorch (which fuses each pass) the forward is at 0.4-3x its time and
+the backward at 1-6x.
 """
 from __future__ import annotations
 
