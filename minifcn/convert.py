@@ -1,7 +1,7 @@
-r"""PyTorch weights to minifcn's .npz: the reference FCN port, torchvision's VGG16, and
-torchvision's FCN-ResNet50 and DeepLabV3-ResNet50.
+r"""PyTorch weights to minifcn's .npz: the reference FCN port, torchvision's VGG16,
+torchvision's FCN-ResNet50 and DeepLabV3-ResNet50, and a U-Net laid out as minifcn's.
 
-Three key layouts are understood:
+Four key layouts are understood:
 
 - **the reference FCN port** (pytorch-fcn): ``conv1_1.weight`` ... ``conv5_3.bias``,
   ``fc6``, ``fc7``, ``score_fr``, the ``score_pool*`` and ``upscore*`` layers: already
@@ -18,6 +18,8 @@ Three key layouts are understood:
 - **torchvision's segmentation ResNets** (``backbone.conv1.weight``, ...,
   ``classifier.4.weight``, ``aux_classifier.*``): already minifcn's names; recognised, their
   options read and their arrays checked by :mod:`minifcn.convert_resnet`.
+- **a U-Net** with minifcn's names (``encoder.0.0.weight``, ..., ``up.L``, ``decoder.*``,
+  ``head.weight``): its options read and its arrays checked by :mod:`minifcn.convert_unet`.
 
 The fully connected layer ``classifier.0`` sees the flattened ``(C, 7, 7)`` pool5 map, index
 ``c * 49 + h * 7 + w``, so its weight ``(F, C * 7 * 7)`` reshapes in C order to a 7x7
@@ -39,6 +41,7 @@ import numpy as np
 
 from .convert_resnet import (LAYOUT_WORDS, RESNET_MODELS, is_resnet_layout, resnet_arch,
                              resnet_metadata, resnet_problems)
+from .convert_unet import is_unet_layout, unet_metadata, unet_problems
 from .io import write_weights
 
 TORCH_INSTALL_HINT = ("pip install torch==2.13.0 --index-url "
@@ -64,7 +67,7 @@ FCN_KEYS = {
 }
 FCN_KEYS["fcn8s-atonce"] = FCN_KEYS["fcn8s"]        # the same layers; only forward differs
 #: The architectures whose PyTorch weights :func:`convert_state` reads.
-CONVERTIBLE = (*FCN_KEYS, *RESNET_MODELS)
+CONVERTIBLE = (*FCN_KEYS, *RESNET_MODELS, "unet")
 _FCN_MARKERS = (("upscore8.weight", "fcn8s"), ("upscore16.weight", "fcn16s"),
                 ("upscore.weight", "fcn32s"))
 _DROPPED_NOTE = "dropped classifier.6 (ImageNet's 1000-class layer; FCN learns score_fr)"
@@ -93,8 +96,10 @@ class Conversion(NamedTuple):
 
 def detect_layout(state) -> str:
     """``"torchvision"`` (VGG16), ``"vgg16"`` (minifcn names), the FCN variant, or the
-    torchvision segmentation model (``"fcn_resnet50"``, ``"deeplabv3_resnet50"``) of a
-    state dict."""
+    torchvision segmentation model (``"fcn_resnet50"``, ``"deeplabv3_resnet50"``), or
+    ``"unet"``, of a state dict."""
+    if is_unet_layout(state):
+        return "unet"
     if is_resnet_layout(state):
         arch = resnet_arch(state)
         if arch is None:
@@ -113,8 +118,9 @@ def detect_layout(state) -> str:
     raise ConversionError(
         "unrecognised key layout: expected torchvision VGG16 keys (features.0.weight, ..., "
         "classifier.0.weight), the reference FCN keys (conv1_1.weight, ..., "
-        "score_fr.weight, upscore8.weight) or torchvision's FCN-ResNet50 / DeepLabV3-ResNet50 "
-        f"keys (backbone.conv1.weight, ..., classifier.4.weight); found {_few(state)}")
+        "score_fr.weight, upscore8.weight), torchvision's FCN-ResNet50 / DeepLabV3-ResNet50 "
+        "keys (backbone.conv1.weight, ..., classifier.4.weight) or a U-Net's "
+        f"(encoder.0.0.weight, ..., head.weight); found {_few(state)}")
 
 
 def torchvision_vgg16_state(state) -> dict:
@@ -169,7 +175,7 @@ def fcn_state(state, arch: str) -> dict:
 def convert_state(state, arch=None) -> Conversion:
     """Detect the layout of ``state`` (name -> array) and convert it to minifcn's arrays.
 
-    ``arch`` (one of :data:`FCN_KEYS` or :data:`~minifcn.models.RESNET_MODELS`) names the
+    ``arch`` (one of :data:`CONVERTIBLE`: the FCNs, the ResNet segmenters, unet) names the
     architecture where the caller knows it; the keys must fit it. Without it, keys that fit
     several architectures (FCN-8s and FCN-8s at-once) give ``Conversion.arch`` None and
     ``metadata["arch_candidates"]``.
@@ -180,6 +186,8 @@ def convert_state(state, arch=None) -> Conversion:
     layout = detect_layout(state)
     if layout in RESNET_MODELS:
         return resnet_conversion(state, layout, arch)
+    if layout == "unet":
+        return unet_conversion(state, arch)
     if layout in ("torchvision", "vgg16"):
         if arch is not None:
             raise ConversionError(f"arch {arch!r} does not fit: these are VGG16 weights "
@@ -190,6 +198,9 @@ def convert_state(state, arch=None) -> Conversion:
         return Conversion("vgg16", words, arrays, _metadata(arrays), notes)
     arrays = fcn_state(state, layout)
     candidates = fitting_archs(arrays)
+    if arch is not None and arch not in FCN_KEYS:
+        raise ConversionError(f"arch {arch!r} does not fit these weights: they are the "
+                              f"reference FCN's ({' and '.join(candidates) or layout})")
     if arch is not None and arch not in candidates:
         keys = set(FCN_KEYS[arch])
         raise ConversionError(f"arch {arch!r} does not fit these weights, whose keys are "
@@ -219,6 +230,27 @@ def resnet_conversion(state, layout: str, arch=None) -> Conversion:
     notes = ("with the auxiliary head (aux_classifier)" if metadata["aux"]
              else "without an auxiliary head",)
     return Conversion(layout, words, arrays, metadata, notes)
+
+
+def unet_conversion(state, arch=None) -> Conversion:
+    """Check a U-Net state dict laid out as minifcn's and return it as a
+    :class:`Conversion`, its options (n_class, in_channels, base, depth) in its metadata."""
+    if arch is not None and arch != "unet":
+        raise ConversionError(f"arch {arch!r} does not fit these weights: they are a "
+                              "U-Net's (encoder.0.0.weight, ..., head.weight)")
+    arrays = {k: np.asarray(v) for k, v in state.items()}
+    try:
+        metadata = unet_metadata(arrays)
+        problems = unet_problems(arrays, metadata)
+    except (TypeError, ValueError) as err:
+        problems = [str(err)]
+    if problems:
+        raise ConversionError("not a U-Net state dict laid out as minifcn's: "
+                              + "; ".join(problems))
+    notes = (f"in_channels {metadata['in_channels']}, base {metadata['base']}, depth "
+             f"{metadata['depth']}; no preprocess recorded (pass --preprocess to predict and "
+             "evaluate)",)
+    return Conversion("unet", "U-Net", arrays, metadata, notes)
 
 
 def fitting_archs(state) -> tuple:

@@ -72,6 +72,12 @@ def resnet_problems(state, arch, metadata) -> list:
     except (TypeError, ValueError) as err:
         return [f"its {STEM} {np.shape(state[STEM])} gives width {metadata['width']:g}, which "
                 f"{arch} cannot be built with ({err})"]
+    return state_problems(state, model)
+
+
+def state_problems(state, model) -> list:
+    """What keeps ``state`` from loading strictly into ``model``: missing and unexpected
+    keys, wrong shapes, arrays of the wrong dtype (empty: none)."""
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -99,4 +105,4 @@ def _few(items, n: int = 5) -> str:
 
 
 __all__ = ["RESNET_MODELS", "is_resnet_layout", "resnet_arch", "resnet_metadata",
-           "resnet_problems", "LAYOUT_WORDS"]
+           "resnet_problems", "state_problems", "LAYOUT_WORDS"]

@@ -1,5 +1,5 @@
-"""``minifcn convert SRC.pth DST.npz [--arch A]``: PyTorch FCN, VGG16 or torchvision
-FCN-ResNet50 / DeepLabV3-ResNet50 weights to minifcn's .npz."""
+"""``minifcn convert SRC.pth DST.npz [--arch A]``: PyTorch FCN, VGG16, torchvision
+FCN-ResNet50 / DeepLabV3-ResNet50 or U-Net weights to minifcn's .npz."""
 from __future__ import annotations
 
 from .common import UserError, require_file
@@ -14,7 +14,8 @@ def add(commands):
                     "conv1_1.weight, ..., score_fr, upscore*) or of torchvision's VGG16 "
                     "(features.N, classifier.0/3 reshaped into fc6/fc7) or of torchvision's "
                     "fcn_resnet50 / deeplabv3_resnet50 (backbone.*, classifier.*, "
-                    "aux_classifier.*) into minifcn's .npz weight file. Needs torch; the "
+                    "aux_classifier.*) or of a U-Net laid out as minifcn's (encoder.*, up.*, "
+                    "decoder.*, head) into minifcn's .npz weight file. Needs torch; the "
                     "file is read with weights_only=True.")
     p.add_argument("src", metavar="SRC.pth", help="a file written by torch.save")
     p.add_argument("dst", metavar="DST.npz", help="the weight file to write (replaced atomically)")
