@@ -16,9 +16,9 @@ from . import dispatch
 
 
 class BatchNorm2dCache(NamedTuple):
-    """What ``batch_norm2d_backward`` needs: x (which the layer before holds anyway) and the
-    statistics the forward used, from which it recomputes x_hat, rather than x_hat itself
-    (as large as x, for every BatchNorm of a network)."""
+    """What ``batch_norm2d_backward`` needs: x and the statistics the forward used, from
+    which it recomputes x_hat. Keeping x rather than x_hat (the same size) lets a forward
+    write y alone and never build x_hat."""
     x: object            # (N, C, H, W)
     mean: object         # (C,)
     rstd: object         # (C,), 1 / sqrt(var + eps)

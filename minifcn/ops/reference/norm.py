@@ -21,8 +21,8 @@ def batch_norm2d_forward(x, running_mean, running_var, weight, bias, training, m
     * eval: :math:`\mu, \sigma^2` are the running estimates, which stay as they are.
 
     ``mean`` is :math:`\mu` and ``rstd`` is :math:`1/\sqrt{\sigma^2 + \epsilon}`, per channel:
-    with x, which the layer before keeps anyway, they are all the backward needs (x_hat is
-    recomputed there rather than kept, as large as x, for every BatchNorm of a network).
+    with x they are all the backward needs, which recomputes x_hat, so that a forward need
+    not keep it (the fast path's never builds it).
     """
     xp = get_array_module(x)
     N, C, H, W = x.shape
