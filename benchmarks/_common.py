@@ -77,6 +77,45 @@ def begin(args, script: str, columns, min_time: float = 0.0):
     return run
 
 
+# --- Reference, fast path and torch, side by side ---------------------------------------------
+
+REF_FAST_TORCH = (("ref fwd", 8), ("fast", 7), ("torch", 7), ("r/f", 5), ("f/t", 5),
+                  ("ref bwd", 8), ("fast", 7), ("torch", 7), ("r/f", 5), ("f/t", 5))
+RATIO_LEGEND = ("r/f = ref / fast (above 1: the fast path is faster); f/t = fast / torch "
+                "(above 1: minifcn is slower)")
+
+
+def minifcn_pair(timer, forward, backward, algorithm):
+    """(forward, backward) Timings of a minifcn op under ``algorithm``: ``forward()`` returns
+    ``(y, cache)``, ``backward(cache)`` is timed on one forward's cache."""
+    from minifcn.ops import using
+
+    with using(algorithm):
+        _, cache = forward()
+        return timer(forward), timer(lambda: backward(cache))
+
+
+def torch_pair(torch, timer, forward, inputs, dy):
+    """(forward, backward) Timings of a torch op ``forward()`` and of its autograd backward
+    to ``inputs`` on one forward's graph."""
+    y = forward()
+    return timer(forward), timer(lambda: torch.autograd.grad(y, inputs, torch.as_tensor(dy),
+                                                             retain_graph=True))
+
+
+def ref_fast_torch_cells(ref, fast, theirs) -> list:
+    """The cells under :data:`REF_FAST_TORCH` of three (forward, backward) Timings pairs
+    (``theirs`` None without torch): ms, ref/fast and fast/torch per phase."""
+    from minifcn.bench import format_sig
+
+    cells = []
+    for phase in (0, 1):
+        ms = [None if t is None else t[phase].median * 1e3 for t in (ref, fast, theirs)]
+        cells += [format_sig(m) for m in ms]
+        cells += [f"{ms[0] / ms[1]:.2f}", "-" if ms[2] is None else f"{ms[1] / ms[2]:.2f}"]
+    return cells
+
+
 # --- The profile scripts: one layer's stages, one line each -----------------------------------
 
 STAGE_TITLES = f"{'stage':<36}{'ms':>8}{'GFLOP/s':>9}"

@@ -18,14 +18,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from _common import add_options, begin, parse  # (script directory)
-from minifcn.bench import format_sig, table_row
-from minifcn.ops import batch_norm2d_backward, batch_norm2d_forward, using
+from _common import (RATIO_LEGEND, REF_FAST_TORCH, add_options,  # (script directory)
+                     begin, minifcn_pair, parse, ref_fast_torch_cells, torch_pair)
+from minifcn.bench import table_row
+from minifcn.ops import batch_norm2d_backward, batch_norm2d_forward
 
 SHAPES = {"stem": (64, 260, 260), "layer1": (256, 130, 130), "layer2": (512, 65, 65),
           "layer3": (1024, 65, 65), "layer4": (2048, 65, 65)}
-COLUMNS = (("bn", 6), ("mode", 5), ("shape", 14), ("ref fwd", 8), ("fast", 7), ("torch", 7),
-           ("f/t", 5), ("ref bwd", 8), ("fast", 7), ("torch", 7), ("f/t", 5))
+COLUMNS = (("bn", 6), ("mode", 5), ("shape", 14), *REF_FAST_TORCH)
 
 
 def parse_args(argv=None):
@@ -34,27 +34,22 @@ def parse_args(argv=None):
     return parse(parser, argv)
 
 
-def minifcn_timings(xp, timer, x, stats, weight, bias, dy, training, algorithm):
-    """(forward, backward) Timings of minifcn's batch_norm2d under ``algorithm``."""
+def minifcn_timings(timer, x, stats, weight, bias, dy, training, algorithm):
+    """(forward, backward) Timings of minifcn's batch_norm2d under ``algorithm`` (each
+    forward on fresh copies of the running statistics)."""
     def forward():
         return batch_norm2d_forward(x, *(s.copy() for s in stats), weight, bias,
                                     training=training)
-    with using(algorithm):
-        _, cache = forward()
-        return timer(forward), timer(lambda: batch_norm2d_backward(dy, cache))
+    return minifcn_pair(timer, forward, lambda cache: batch_norm2d_backward(dy, cache),
+                        algorithm)
 
 
 def torch_timings(torch, timer, x, stats, weight, bias, dy, training):
     """(forward, backward) Timings of torch's batch_norm and its autograd backward."""
     tx, tw, tb = (torch.as_tensor(a).requires_grad_() for a in (x, weight, bias))
     tstats = [torch.as_tensor(s).clone() for s in stats]
-    tdy = torch.as_tensor(dy)
-
-    def forward():
-        return torch.nn.functional.batch_norm(tx, *tstats, tw, tb, training=training)
-    y = forward()
-    return timer(forward), timer(lambda: torch.autograd.grad(y, (tx, tw, tb), tdy,
-                                                             retain_graph=True))
+    return torch_pair(torch, timer, lambda: torch.nn.functional.batch_norm(
+        tx, *tstats, tw, tb, training=training), (tx, tw, tb), dy)
 
 
 def main(argv=None) -> int:
@@ -73,19 +68,15 @@ def main(argv=None) -> int:
             print(f"timing {name} {'train' if training else 'eval'} ...", file=sys.stderr,
                   flush=True)
             common = (x, stats, weight, bias, dy, training)
-            ref = minifcn_timings(xp, run.timer, *common, "reference")
-            fast = minifcn_timings(xp, run.timer, *common, "auto")
+            ref = minifcn_timings(run.timer, *common, "reference")
+            fast = minifcn_timings(run.timer, *common, "auto")
             theirs = (torch_timings(run.torch, run.timer, *common) if run.torch is not None
-                      else (None, None))
-            cells = [name, "train" if training else "eval", f"{C}x{H}x{W}"]
-            for phase in (0, 1):
-                ms = [None if t[phase] is None else t[phase].median * 1e3
-                      for t in (ref, fast, theirs)]
-                cells += [format_sig(m) for m in ms]
-                cells.append("-" if ms[2] is None else f"{ms[1] / ms[2]:.2f}")
+                      else None)
+            cells = [name, "train" if training else "eval", f"{C}x{H}x{W}",
+                     *ref_fast_torch_cells(ref, fast, theirs)]
             print(table_row(cells, COLUMNS, left=3), flush=True)
-    print("times in ms, batch 1; f/t = fast / torch (above 1: minifcn is slower); bwd = "
-          "backward alone, on one forward's cache / graph")
+    print("times in ms, batch 1; bwd = backward alone, on one forward's cache / graph")
+    print(RATIO_LEGEND)
     print(run.other_load())
     return 0
 

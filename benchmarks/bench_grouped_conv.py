@@ -19,9 +19,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from _common import add_options, begin, parse  # (script directory)
-from minifcn.bench import format_sig, table_row
-from minifcn.ops import conv2d_backward, conv2d_forward, using
+from _common import (RATIO_LEGEND, REF_FAST_TORCH, add_options,  # (script directory)
+                     begin, minifcn_pair, parse, ref_fast_torch_cells, torch_pair)
+from minifcn.bench import table_row
+from minifcn.ops import conv2d_backward, conv2d_forward
 
 SHAPES = {  # name: ((N, C, H, W), groups, padding, dilation); F = C, 3x3, stride 1
     "dw3x3": ((1, 256, 65, 65), 256, 1, 1),
@@ -29,9 +30,7 @@ SHAPES = {  # name: ((N, C, H, W), groups, padding, dilation); F = C, 3x3, strid
     "g32": ((1, 256, 65, 65), 32, 1, 1),
     "dw3x3-d4": ((1, 256, 65, 65), 256, 4, 4),
 }
-COLUMNS = (("conv", 9), ("G", 4), ("shape", 14), ("ref fwd", 8), ("fast", 7), ("torch", 7),
-           ("r/f", 5), ("f/t", 5), ("ref bwd", 8), ("fast", 7), ("torch", 7), ("r/f", 5),
-           ("f/t", 5))
+COLUMNS = (("conv", 9), ("G", 4), ("shape", 14), *REF_FAST_TORCH)
 
 
 def parse_args(argv=None):
@@ -42,23 +41,15 @@ def parse_args(argv=None):
 
 def minifcn_timings(timer, x, w, dy, options, algorithm):
     """(forward, backward) Timings of minifcn's conv2d under ``algorithm``."""
-    def forward():
-        return conv2d_forward(x, w, **options)
-    with using(algorithm):
-        _, cache = forward()
-        return timer(forward), timer(lambda: conv2d_backward(dy, cache))
+    return minifcn_pair(timer, lambda: conv2d_forward(x, w, **options),
+                        lambda cache: conv2d_backward(dy, cache), algorithm)
 
 
 def torch_timings(torch, timer, x, w, dy, options):
     """(forward, backward) Timings of torch's conv2d and its autograd backward."""
     tx, tw = (torch.as_tensor(a).requires_grad_() for a in (x, w))
-    tdy = torch.as_tensor(dy)
-
-    def forward():
-        return torch.nn.functional.conv2d(tx, tw, **options)
-    y = forward()
-    return timer(forward), timer(lambda: torch.autograd.grad(y, (tx, tw), tdy,
-                                                             retain_graph=True))
+    return torch_pair(torch, timer, lambda: torch.nn.functional.conv2d(tx, tw, **options),
+                      (tx, tw), dy)
 
 
 def main(argv=None) -> int:
@@ -77,19 +68,12 @@ def main(argv=None) -> int:
         ref = minifcn_timings(run.timer, x, w, dy, options, "reference")
         fast = minifcn_timings(run.timer, x, w, dy, options, "auto")
         theirs = (torch_timings(run.torch, run.timer, x, w, dy, options)
-                  if run.torch is not None else (None, None))
-        cells = [name, str(groups), f"{N}x{C}x{H}x{W}"]
-        for phase in (0, 1):
-            ms = [None if t[phase] is None else t[phase].median * 1e3
-                  for t in (ref, fast, theirs)]
-            cells += [format_sig(m) for m in ms]
-            cells.append(f"{ms[0] / ms[1]:.2f}")
-            cells.append("-" if ms[2] is None else f"{ms[1] / ms[2]:.2f}")
+                  if run.torch is not None else None)
+        cells = [name, str(groups), f"{N}x{C}x{H}x{W}", *ref_fast_torch_cells(ref, fast, theirs)]
         print(table_row(cells, COLUMNS, left=3), flush=True)
     print("times in ms; shape N x C x H x W (F = C, 3x3, stride 1, no bias); bwd = dx and "
           "dweight alone, on one forward's cache / graph")
-    print("r/f = ref / fast (above 1: the fast path is faster); f/t = fast / torch (above 1: "
-          "minifcn is slower)")
+    print(RATIO_LEGEND)
     print(run.other_load())
     return 0
 
